@@ -1,0 +1,89 @@
+/*
+ * libqerr model-level API: read a LLaMA-family model in Hugging Face layout,
+ * run it in float32, calibrate and quantize it layer by layer, measure
+ * perplexity, and store the quantized tensors in a compressed container.
+ * Included by qerr.h; same conventions (int status, qerr_last_error()).
+ */
+#ifndef QERR_MODEL_H
+#define QERR_MODEL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---- token files --------------------------------------------------------- */
+/* Read a file of little-endian uint32 token ids (no header). *tokens is
+ * allocated with malloc; free it with qerr_free(). */
+QERR_API int qerr_tokens_read(const char *path, uint32_t **tokens, int64_t *count);
+/* Free memory that libqerr allocated for the caller (NULL is a no-op). */
+QERR_API void qerr_free(void *p);
+
+/* ---- models -------------------------------------------------------------- */
+typedef struct qerr_model_s qerr_model;
+
+/* Load `dir`/config.json and `dir`/model.safetensors (or the shards listed in
+ * model.safetensors.index.json). Weights are converted to float32. */
+QERR_API int qerr_model_load(qerr_model **out, const char *dir);
+QERR_API void qerr_model_free(qerr_model *m);
+/* Configuration values by their config.json names: "hidden_size",
+ * "intermediate_size", "num_hidden_layers", "num_attention_heads",
+ * "num_key_value_heads", "vocab_size", "tie_word_embeddings" (ints) and
+ * "rope_theta", "rms_norm_eps" (doubles). */
+QERR_API int qerr_model_config_int(const qerr_model *m, const char *key, int64_t *value);
+QERR_API int qerr_model_config_double(const qerr_model *m, const char *key, double *value);
+/* Tensors by their Hugging Face names ("model.layers.0.self_attn.q_proj.weight").
+ * The returned tensor is borrowed from the model (valid until it is freed). */
+QERR_API int qerr_model_tensor_count(const qerr_model *m);
+QERR_API const char *qerr_model_tensor_name(const qerr_model *m, int index);
+QERR_API int qerr_model_tensor(const qerr_model *m, const char *name, const qerr_tensor **out);
+
+/* Perplexity over `tokens`: floor(count / ctx_len) non-overlapping windows
+ * (max_windows > 0 caps them), tokens 1..ctx_len-1 of each window scored,
+ * RoPE positions restart at 0 in each window. Any output may be NULL. */
+QERR_API int qerr_model_perplexity(qerr_ctx *ctx, const qerr_model *m, const uint32_t *tokens,
+                                   int64_t count, int64_t ctx_len, int64_t max_windows,
+                                   double *ppl, double *mean_nll, int64_t *scored);
+
+/* ---- quantized models ---------------------------------------------------- */
+/* A set of named quantization results plus string metadata. */
+typedef struct qerr_qmodel_s qerr_qmodel;
+
+QERR_API int qerr_qmodel_create(qerr_qmodel **out);
+QERR_API void qerr_qmodel_free(qerr_qmodel *q);
+/* Add `r` under `name`; the qmodel takes ownership of r (also on failure). */
+QERR_API int qerr_qmodel_add(qerr_qmodel *q, const char *name, qerr_result *r);
+QERR_API int qerr_qmodel_count(const qerr_qmodel *q);
+QERR_API const char *qerr_qmodel_name(const qerr_qmodel *q, int index);
+/* Borrowed; NULL with QERR_E_NOT_FOUND when absent. */
+QERR_API int qerr_qmodel_get(const qerr_qmodel *q, const char *name, const qerr_result **out);
+QERR_API int qerr_qmodel_set_meta(qerr_qmodel *q, const char *key, const char *value);
+QERR_API const char *qerr_qmodel_meta(const qerr_qmodel *q, const char *key); /* NULL if absent */
+/* Versioned container: header, one zlib-compressed, CRC-checked record per
+ * tensor; written to a temporary file and renamed. See docs/formats.md. */
+QERR_API int qerr_qmodel_save(const qerr_qmodel *q, const char *path);
+QERR_API int qerr_qmodel_load(qerr_qmodel **out, const char *path);
+
+/* Calibrate and quantize every linear layer of `m` in true-sequential order
+ * (q/k/v share one calibration set, gate/up share one), feeding each layer's
+ * quantized outputs to the next. `plan` is the default spec for every linear
+ * layer; `overrides` (may be NULL or "") is a ';'-separated list of
+ * "pattern=spec" where pattern is a glob over tensor names and spec a plan
+ * spec or "float" (keep in float), e.g.
+ *   "lm_head=float;model.layers.0.mlp.down_proj*=gptq:bits=8".
+ * The first matching pattern wins. Calibration uses `nsamples` windows of
+ * `seqlen` tokens drawn with the ctx seed from `tokens`. */
+QERR_API int qerr_model_quantize(qerr_ctx *ctx, const qerr_model *m, const char *plan,
+                                 const char *overrides, const uint32_t *tokens, int64_t count,
+                                 int64_t nsamples, int64_t seqlen, qerr_qmodel **out);
+/* Replace the weights of `m` by the dequantized tensors of `q` (names must
+ * exist with matching shapes). */
+QERR_API int qerr_model_apply(qerr_model *m, const qerr_qmodel *q);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* QERR_MODEL_H */

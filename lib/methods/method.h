@@ -1,0 +1,78 @@
+/* The method vtable: every quantization method is one translation unit in
+ * lib/methods/ that defines one `const qerr_method qerr__<name>_method` and
+ * keeps everything else static. lib/core/registry.c lists them. */
+#ifndef QERR_METHOD_H
+#define QERR_METHOD_H
+
+#include "../core/internal.h"
+
+#define QERR_METHOD_VERSION 1
+
+/* What qerr_quantize hands a method, already validated: W is float32,
+ * row-major, finite, rows x cols; H is the float64 Gram matrix (cols x cols,
+ * finite, symmetric) or NULL when no calibration set was given. */
+typedef struct qerr_method_call {
+    const qerr_ctx *ctx; /* never NULL */
+    const qerr_plan *plan;
+    const float *W;
+    int64_t rows, cols;
+    const double *H;
+    int64_t nsamples;
+    const qerr_calib *calib; /* may be NULL */
+} qerr_method_call;
+
+typedef struct qerr_method {
+    int version; /* QERR_METHOD_VERSION; slots below are valid for version 1 */
+    const char *name;
+    const char *summary;
+    const qerr_param_def *params;
+    int nparams;
+    bool needs_calib;
+    /* Optional: extra checks of the plan against the shape (the common keys
+     * bits/group_size are checked by the core). */
+    int (*validate)(const qerr_plan *plan, int64_t rows, int64_t cols);
+    /* Quantize; on failure free everything and return the status. */
+    int (*quantize)(const qerr_method_call *call, qerr_result **out);
+} qerr_method;
+
+/* Registry (registry.c). */
+const qerr_method *qerr__method_find(const char *name);
+int qerr__method_count(void);
+const qerr_method *qerr__method_at(int index);
+
+/* ---- parameter table entries shared by the grid-based methods ------------ */
+#define QERR_PDEF_BITS \
+    {"bits", QERR_PARAM_INT, 4, 2, 8, NULL, "bits per weight code"}
+#define QERR_PDEF_GROUP_SIZE \
+    {"group_size", QERR_PARAM_INT, -1, -1, 1 << 30, NULL, \
+     "input columns per (scale, zero) group; -1 = one group per row"}
+#define QERR_PDEF_RAGGED \
+    {"ragged_groups", QERR_PARAM_BOOL, 0, 0, 1, NULL, \
+     "allow a group size that does not divide the columns (last group shorter)"}
+#define QERR_PDEF_SYMMETRIC \
+    {"symmetric", QERR_PARAM_BOOL, 0, 0, 1, NULL, \
+     "symmetric grid: zero fixed at 2^(bits-1)"}
+#define QERR_PDEF_CLIP_SEARCH \
+    {"clip_search", QERR_PARAM_BOOL, 0, 0, 1, NULL, \
+     "shrink each group's range to minimise |w - q|^2.4 (GPTQ's mse option)"}
+
+/* ---- helpers shared by methods (common.c) -------------------------------- */
+/* Resolved group size for the plan and column count: cols for per-row
+ * grids; validates divisibility unless ragged_groups is set. */
+int qerr__plan_group_size(const qerr_plan *plan, int64_t cols, int64_t *group_size);
+/* Zero dead columns (H_jj == 0): sets H_jj = 1 and W[:, j] = 0 in the
+ * given copies. Returns how many columns were dead. */
+int64_t qerr__zero_dead_columns(double *H, float *W, int64_t rows, int64_t cols);
+/* perm = argsort(diag H) descending (stable); inverse in iperm. */
+int qerr__act_order_perm(const double *H, int64_t n, int32_t *perm, int32_t *iperm);
+/* Permute the columns of W (rows x n) and rows+columns of H by perm, in place
+ * through a scratch buffer. Either pointer may be NULL. */
+int qerr__permute_columns(float *W, int64_t rows, double *H, int64_t n, const int32_t *perm);
+/* f = tr((W - Q) H (W - Q)^T) and tr(W H W^T), in float64 via BLAS. */
+int qerr__layer_objective(const float *W, const float *Q, int64_t rows, int64_t cols,
+                          const double *H, double *err, double *ref);
+/* Set the common diagnostics: layer_error (NaN when H is NULL), seconds. */
+int qerr__finish_diag(const qerr_method_call *call, qerr_result *r, double seconds);
+double qerr__now(void); /* monotonic seconds */
+
+#endif /* QERR_METHOD_H */
