@@ -1,0 +1,204 @@
+"""Model-level API (qerr/model.h): token files, float models, perplexity,
+layer-by-layer quantization of a whole model, quantized-model containers.
+
+These functions exist only in builds that include lib/model; on another
+build each raises QerrError(E_UNSUPPORTED) and has_model_api() is False."""
+import collections
+import ctypes
+from ctypes import byref, c_double, c_int64, c_uint32, c_void_p
+
+import numpy as np
+
+from ._arrays import tensor_to_numpy
+from ._core import _b, _Context, _Handle, _path, _result, _s
+from ._errors import E_INVALID_ARG, E_NOT_FOUND, QerrError
+from ._ffi import lib, missing, require
+
+Perplexity = collections.namedtuple("Perplexity", "ppl mean_nll scored")
+
+CONFIG_INT_KEYS = ("hidden_size", "intermediate_size", "num_hidden_layers",
+                   "num_attention_heads", "num_key_value_heads", "vocab_size",
+                   "tie_word_embeddings")
+CONFIG_DOUBLE_KEYS = ("rope_theta", "rms_norm_eps")
+
+
+def has_model_api():
+    """True when the loaded library has every function of qerr/model.h."""
+    return not missing
+
+
+def _tokens(tokens):
+    a = np.asarray(tokens)
+    if a.ndim != 1:
+        raise QerrError(E_INVALID_ARG, "tokens must be 1-D, got shape %s" % (a.shape,))
+    if a.dtype != np.uint32:
+        if a.dtype.kind not in "iu":
+            raise QerrError(E_INVALID_ARG, "tokens must be integers, got %s" % a.dtype)
+        if a.size and (a.min() < 0 or a.max() > 0xFFFFFFFF):
+            raise QerrError(E_INVALID_ARG, "token ids must fit in uint32")
+    a = np.ascontiguousarray(a, dtype=np.uint32)
+    return a, a.ctypes.data_as(ctypes.POINTER(c_uint32))
+
+
+def read_tokens(path):
+    """A token file (little-endian uint32 ids, no header) as a uint32 array."""
+    ptr, count = ctypes.POINTER(c_uint32)(), c_int64()
+    require("qerr_tokens_read")(_path(path), byref(ptr), byref(count))
+    try:
+        if count.value == 0:
+            return np.empty(0, dtype=np.uint32)
+        return np.ctypeslib.as_array(ptr, shape=(count.value,)).copy()
+    finally:
+        lib.qerr_free(ptr)
+
+
+class QModel(_Handle):
+    """Named quantization results plus string metadata; saved as one
+    compressed, checksummed file."""
+
+    _free_fn = getattr(lib, "qerr_qmodel_free", None)
+    _kind = "quantized model"
+
+    def __init__(self):
+        h = c_void_p()
+        require("qerr_qmodel_create")(byref(h))
+        self._adopt(h)
+
+    @classmethod
+    def load(cls, path):
+        h = c_void_p()
+        require("qerr_qmodel_load")(byref(h), _path(path))
+        return cls.__new__(cls)._adopt(h)
+
+    def save(self, path):
+        lib.qerr_qmodel_save(self._h, _path(path))
+
+    def add(self, name, result):
+        """Store `result` under `name`. The QModel takes the C object over:
+        afterwards `result` is a view that lives as long as this QModel."""
+        h = result._release()
+        try:
+            lib.qerr_qmodel_add(self._h, _b(name), h)
+        except QerrError:
+            result._handle = None  # the library freed it
+            raise
+        result._adopt(h, owner=self)
+
+    def names(self):
+        return [_s(lib.qerr_qmodel_name(self._h, i)) for i in range(len(self))]
+
+    def __len__(self):
+        return lib.qerr_qmodel_count(self._h)
+
+    def __contains__(self, name):
+        return name in self.names()
+
+    def __iter__(self):
+        return iter(self.names())
+
+    def __getitem__(self, name):
+        """The result stored under `name` (a view kept valid by this QModel)."""
+        out = c_void_p()
+        try:
+            lib.qerr_qmodel_get(self._h, _b(name), byref(out))
+        except QerrError as e:
+            if e.code == E_NOT_FOUND:
+                raise KeyError(name) from e
+            raise
+        return _result(out, owner=self)
+
+    def items(self):
+        return [(n, self[n]) for n in self.names()]
+
+    def set_meta(self, key, value):
+        lib.qerr_qmodel_set_meta(self._h, _b(key), _b(value))
+
+    def meta(self, key, default=None):
+        raw = lib.qerr_qmodel_meta(self._h, _b(key))
+        return _s(raw) if raw is not None else default
+
+    def __repr__(self):
+        return "qerr.QModel(%d tensors)" % len(self) if not self.closed else \
+            "qerr.QModel(<closed>)"
+
+
+class Model(_Handle):
+    """A LLaMA-family model in Hugging Face layout, held in float32."""
+
+    _free_fn = getattr(lib, "qerr_model_free", None)
+    _kind = "model"
+
+    def __init__(self):
+        raise TypeError("use qerr.Model.load(directory)")
+
+    @classmethod
+    def load(cls, directory):
+        h = c_void_p()
+        require("qerr_model_load")(byref(h), _path(directory))
+        return cls.__new__(cls)._adopt(h)
+
+    def config_value(self, key):
+        """A config.json value: int keys as int, the others as float."""
+        if key in CONFIG_DOUBLE_KEYS:
+            v = c_double()
+            lib.qerr_model_config_double(self._h, _b(key), byref(v))
+            return v.value
+        v = c_int64()
+        lib.qerr_model_config_int(self._h, _b(key), byref(v))
+        return v.value
+
+    @property
+    def config(self):
+        return {k: self.config_value(k) for k in CONFIG_INT_KEYS + CONFIG_DOUBLE_KEYS}
+
+    def tensor_names(self):
+        n = lib.qerr_model_tensor_count(self._h)
+        return [_s(lib.qerr_model_tensor_name(self._h, i)) for i in range(n)]
+
+    def tensor(self, name):
+        """A copy of a weight, by its Hugging Face name."""
+        t = c_void_p()
+        lib.qerr_model_tensor(self._h, _b(name), byref(t))
+        return tensor_to_numpy(t)
+
+    def evaluate(self, tokens, ctx_len, max_windows=0, threads=None):
+        """Perplexity(ppl, mean_nll, scored) over non-overlapping windows."""
+        toks, ptr = _tokens(tokens)
+        ppl, nll, scored = c_double(), c_double(), c_int64()
+        with _Context(threads) as ctx:
+            ctx.call(lib.qerr_model_perplexity, ctx._h, self._h, ptr, toks.size, int(ctx_len),
+                     int(max_windows), byref(ppl), byref(nll), byref(scored))
+        return Perplexity(ppl.value, nll.value, scored.value)
+
+    def perplexity(self, tokens, ctx_len, max_windows=0, threads=None):
+        """exp(mean NLL) over floor(len/ctx_len) windows of ctx_len tokens."""
+        return self.evaluate(tokens, ctx_len, max_windows, threads).ppl
+
+    def apply(self, qmodel):
+        """Replace this model's weights by the dequantized tensors of `qmodel`."""
+        lib.qerr_model_apply(self._h, qmodel._h)
+        return self
+
+    def quantize(self, tokens, plan, overrides=None, nsamples=128, seqlen=256, threads=None,
+                 seed=0, progress=None, log=None):
+        """See quantize_model()."""
+        return quantize_model(self, tokens, plan, overrides, nsamples, seqlen, threads, seed,
+                              progress, log)
+
+
+def quantize_model(model, tokens, plan, overrides=None, nsamples=128, seqlen=256, threads=None,
+                   seed=0, progress=None, log=None):
+    """Calibrate and quantize every linear layer of `model` in order, with
+    `plan` as the default spec and `overrides` a ';'-separated list of
+    'glob=spec' (spec may be 'float'). Calibration windows (nsamples x
+    seqlen tokens) are drawn from `tokens` with `seed`. Returns a QModel."""
+    toks, ptr = _tokens(tokens)
+    out = c_void_p()
+    fn = require("qerr_model_quantize")
+    with _Context(threads, seed, progress, log) as ctx:
+        try:
+            ctx.call(fn, ctx._h, model._h, _b(str(plan)), _b(overrides) if overrides else None,
+                     ptr, toks.size, int(nsamples), int(seqlen), byref(out))
+        finally:  # owned (and freed if a callback's exception is raised) either way
+            q = QModel.__new__(QModel)._adopt(out) if out.value else None
+    return q
