@@ -1,0 +1,230 @@
+/* Block-wise training engine (internal): a LLaMA decoder block forward and
+ * backward with hooks at every linear input and weight, STE fake quantizers
+ * with learnable clipping, Kronecker transforms with Cayley/SVD factors,
+ * AdamW and a cosine schedule. Used by FlatQuant and meant for OmniQuant /
+ * CQE+. Never installed; nothing here is exported.
+ *
+ * The numeric kernels exist twice, float (suffix _f, for training) and double
+ * (suffix _d, for finite-difference checks): see real_def.h. Learnable
+ * parameters, their gradients and optimiser state are always double. */
+#ifndef QERR_TRAIN_H
+#define QERR_TRAIN_H
+
+#include "../core/internal.h"
+#include "../model/model_internal.h" /* QERR_LIN_Q .. QERR_LIN_DOWN */
+
+#include <math.h>
+
+/* ---- block shape ---------------------------------------------------------- */
+typedef struct qerr_block_config {
+    int64_t hidden, inter, heads, kv_heads, head_dim;
+    double eps, theta;
+} qerr_block_config;
+
+/* Checks heads % kv_heads, positive sizes and products that fit. */
+int qerr__block_config_check(const qerr_block_config *cfg);
+/* Rows and columns of linear `lin` ([out, in]). */
+void qerr__block_linear_shape(const qerr_block_config *cfg, int lin, int64_t *out, int64_t *in);
+
+/* Activation sites where a hook may transform / fake-quantize a tensor. The
+ * four linear-input sites are where FlatQuant puts its transforms; Q, K (after
+ * RoPE) and V are where a KV-cache quantizer or a per-head transform goes. */
+enum {
+    QERR_SITE_ATTN_IN, /* input-RMSNorm output, shared by q/k/v  [rows, hidden] */
+    QERR_SITE_Q,       /* q after RoPE                           [rows, heads*hd] */
+    QERR_SITE_K,       /* k after RoPE                           [rows, kv*hd] */
+    QERR_SITE_V,       /* v projection output                    [rows, kv*hd] */
+    QERR_SITE_O_IN,    /* attention output, input of o_proj      [rows, heads*hd] */
+    QERR_SITE_MLP_IN,  /* post-attention RMSNorm output, gate/up [rows, hidden] */
+    QERR_SITE_DOWN_IN, /* silu(gate)*up, input of down_proj      [rows, inter] */
+    QERR_SITE_COUNT
+};
+/* Columns of the tensor at `site`. */
+int64_t qerr__block_site_cols(const qerr_block_config *cfg, int site);
+
+/* ---- fake quantizers (shared settings) ------------------------------------ */
+enum {
+    QERR_FQ_SYM = 1,   /* FlatQuant (algorithms.md §0.2 conv. 3): range holds 0,
+                          s = absmax/(2^(b-1)-1), codes [-2^(b-1), 2^(b-1)-1] */
+    QERR_FQ_ASYM = 2,  /* OmniQuant (conv. 4): s = (max-min)/(2^b-1) clamped to
+                          [1e-5, 1e4], z = round(-min/s), codes [0, 2^b-1] */
+    QERR_FQ_ASYM0 = 3  /* as ASYM but the range is widened to hold 0 (FlatQuant's
+                          asymmetric activation / KV quantizer) */
+};
+enum {
+    QERR_FQ_CLIP_NONE = 0,
+    QERR_FQ_CLIP_SCALE = 1, /* max' = sigmoid(a)*max, min' = sigmoid(b)*min
+                               (OmniQuant LWC, FlatQuant LAC) */
+    QERR_FQ_CLIP_CLAMP = 2  /* values clamped to [sigmoid(b)*min, sigmoid(a)*max]
+                               first, then quantized (FlatQuant LWC) */
+};
+typedef struct qerr_fq_spec {
+    int bits;        /* 2..16 */
+    int mode;        /* QERR_FQ_* */
+    int clip;        /* QERR_FQ_CLIP_* */
+    int64_t group;   /* columns per group; <= 0 means the whole row */
+    bool shared;     /* one (a, b) pair for every group (LAC) instead of one
+                        per (row, group) (LWC) */
+} qerr_fq_spec;
+/* Validates bits/mode/clip and the group against `cols`. */
+int qerr__fq_check(const qerr_fq_spec *spec, int64_t cols);
+/* Number of (a, b) pairs the quantizer of a rows x cols tensor learns. */
+int64_t qerr__fq_clip_pairs(const qerr_fq_spec *spec, int64_t rows, int64_t cols);
+
+static inline double qerr__sigmoid(double x) { return 1.0 / (1.0 + exp(-x)); }
+
+/* ---- Kronecker factors with Cayley-orthogonal U, V and learnable singular
+ *      values: P = U diag(s) V^T, P^-T = U diag(1/s) V^T (analytic inverse).
+ *      U = (I - A/2)^-1 (I + A/2) with A = L - L^T, L the strict lower
+ *      triangle of the raw parameter. All double. ---------------------------- */
+typedef struct qerr_svd_factor {
+    int64_t n;
+    double *raw_u, *raw_v, *sigma; /* n*n, n*n, n: the learnable parameters */
+    double *u, *v, *p, *pinvt;     /* derived by qerr__svd_factor_update */
+    double *lu_u, *lu_v;           /* LU factors of I - A/2 (for backward) */
+    int *piv_u, *piv_v;
+} qerr_svd_factor;
+/* Allocate; raw parameters set so that U = V = I and sigma = 1 (P = I). */
+int qerr__svd_factor_init(qerr_svd_factor *f, int64_t n);
+/* Random orthogonal U and V (Cayley of a random skew matrix), sigma = 1. */
+void qerr__svd_factor_randomize(qerr_svd_factor *f, qerr_rng *rng, double scale);
+void qerr__svd_factor_free(qerr_svd_factor *f);
+/* Recompute u, v, p, pinvt from the raw parameters. */
+int qerr__svd_factor_update(qerr_svd_factor *f);
+/* Given dL/dP and dL/dP^-T (either may be NULL), add dL/d(raw_u, raw_v,
+ * sigma) into g_raw_u, g_raw_v, g_sigma. Needs a prior update. */
+int qerr__svd_factor_backward(const qerr_svd_factor *f, const double *gp, const double *gpinvt,
+                              double *g_raw_u, double *g_raw_v, double *g_sigma);
+/* n1 * n2 = n with n1 <= n2 the divisor pair closest to sqrt(n); equals
+ * FlatQuant's get_decompose_dim on its table (4096 -> 64x64, 11008 ->
+ * 86x128, ...). */
+void qerr__decompose_dim(int64_t n, int64_t *n1, int64_t *n2);
+
+/* ---- AdamW and the cosine schedule ---------------------------------------- */
+/* torch.optim.AdamW: p *= 1 - lr*wd; m, v moments; bias-corrected step. */
+typedef struct qerr_adamw {
+    int64_t n, t;
+    double beta1, beta2, eps;
+    double *m, *v;
+} qerr_adamw;
+int qerr__adamw_init(qerr_adamw *a, int64_t n); /* beta 0.9/0.999, eps 1e-8 */
+void qerr__adamw_free(qerr_adamw *a);
+/* Start a step (t += 1); then update each parameter group [off, off+count)
+ * with its own lr and weight decay. */
+void qerr__adamw_next(qerr_adamw *a);
+void qerr__adamw_update(qerr_adamw *a, int64_t off, int64_t count, double *param,
+                        const double *grad, double lr, double wd);
+/* CosineAnnealingLR: lr at `step` of `total`, from base down to base*floor. */
+double qerr__cosine_lr(double base, int64_t step, int64_t total, double floor_ratio);
+
+/* ---- templated kernels and the block -------------------------------------- */
+#include "real_def.h"
+#include "train_real.h"
+#define TR_DOUBLE
+#include "real_def.h"
+#include "train_real.h"
+#undef TR_DOUBLE
+#undef R
+#undef TR_
+#undef TR_GEMM
+
+/* ---- bridge to the model loader (block_model.c) --------------------------- */
+void qerr__block_config_from_model(const qerr_model_config *m, qerr_block_config *b);
+void qerr__block_weights_from_layer(const qerr_layer_weights *lw, qerr_block_weights_f *w);
+
+/* ---- FlatQuant block trainer (flatquant_block.c) ------------------------- */
+/* Transforms of one block, index t: 0 = attention input (q/k/v, with a
+ * channel scale folded into the input RMSNorm), 1 = o_proj input (a plain
+ * Kronecker over heads*head_dim, no scale), 2 = MLP input (gate/up, scale
+ * folded into the post-attention RMSNorm), 3 = down_proj input (scale folded
+ * into up_proj rows). */
+#define QERR_FQB_T 4
+typedef struct qerr_flatquant_opts {
+    int w_bits;            /* 2..8 */
+    int a_bits;            /* 2..8, or 16 = no activation quantization (W*A16) */
+    int kv_bits;           /* 2..8: K (after RoPE) and V fake-quantized per (token,
+                              head), asymmetric, with LAC; 16 = none */
+    int64_t w_group;       /* weight columns per group; <= 0 = per channel */
+    bool lwc, lac, diag;   /* learnable weight clip / activation clip / scales */
+    double diag_alpha;     /* SmoothQuant-style init exponent (0.3) */
+    int epochs;            /* 15 */
+    int64_t batch;         /* sequences per step (4) */
+    double lr, clip_lr, weight_decay; /* 5e-3, 5e-2, 0.01 */
+    bool loss_norm;        /* train on loss / loss.detach() as the authors do */
+    bool identity_init;    /* P = I instead of random orthogonal factors */
+    uint64_t seed;
+} qerr_flatquant_opts;
+void qerr__flatquant_opts_default(qerr_flatquant_opts *o);
+int qerr__flatquant_opts_check(const qerr_flatquant_opts *o);
+
+typedef struct qerr_flatquant_block {
+    qerr_block_config cfg;
+    qerr_flatquant_opts opts;
+    int64_t n1[QERR_FQB_T], n2[QERR_FQB_T];
+    qerr_svd_factor f1[QERR_FQB_T], f2[QERR_FQB_T];
+    double *c[QERR_FQB_T];          /* channel scales, NULL where unused */
+    double *wclip[QERR_LIN_COUNT];  /* LWC raw (a, b) pairs per (row, group) */
+    double aclip[QERR_FQB_T][2];    /* LAC raw (a, b) per transform */
+    double kvclip[2][2];            /* LAC raw (a, b) of the K and V quantizers */
+    /* block MSE against the float block on the calibration inputs */
+    double mse_rtn;     /* no transform, no learned clip (plain RTN fake-quant) */
+    double mse_init;    /* at the initial transforms, before any step */
+    double mse_final;   /* after training */
+    int epochs_done;
+    double *epoch_mse;  /* mean training loss (MSE) of each epoch */
+    double seconds;
+} qerr_flatquant_block;
+
+/* Train the transforms and clips of one block on calibration inputs x
+ * [nseq*seq, hidden] (float inputs; the targets are the float block's
+ * outputs on the same inputs, algorithms.md §0.4). */
+int qerr__flatquant_train_block(const qerr_ctx *ctx, const qerr_block_config *cfg,
+                                const qerr_block_weights_f *w, const float *x, int64_t nseq,
+                                int64_t seq, const qerr_flatquant_opts *o,
+                                qerr_flatquant_block **out);
+void qerr__flatquant_block_free(qerr_flatquant_block *b);
+/* The trained block as trained: transforms and fake quantizers on the fly. */
+int qerr__flatquant_block_forward(const qerr_flatquant_block *b, const qerr_block_weights_f *w,
+                                  qerr_block_cache_f *cache, const float *x, float *y);
+
+/* What an engine runs after training: transformed weights with the learned
+ * clip baked in (to be quantized with the FlatQuant symmetric grid), norms
+ * and up_proj rows multiplied by the scales, and the online factors. */
+typedef struct qerr_flatquant_folded {
+    float *w[QERR_LIN_COUNT];
+    float *ln1, *ln2;
+    float *p1[QERR_FQB_T], *p2[QERR_FQB_T];
+    double act_clip[QERR_FQB_T][2]; /* raw LAC (a, b) of each input (40 = none) */
+    double kv_clip[2][2];           /* raw LAC (a, b) of K and V */
+    int a_bits, kv_bits, head_dim;  /* 16 = that quantizer is off */
+} qerr_flatquant_folded;
+/* Fold in float64. */
+int qerr__flatquant_fold(const qerr_flatquant_block *b, const qerr_block_weights_f *w,
+                         qerr_flatquant_folded *out);
+void qerr__flatquant_folded_free(qerr_flatquant_folded *f);
+/* Round w [rows, cols] to the FlatQuant symmetric grid (scale absmax/(2^(b-1)-1)
+ * per (row, group), codes stored unsigned with zero 2^(b-1)). */
+int qerr__flatquant_rtn(const float *w, int64_t rows, int64_t cols, int bits, int64_t group,
+                        qerr_result **out);
+/* The deployed block: y = block(x) with the folded, quantized weights `wq`,
+ * folded norms, online Kronecker factors, per-token activation quantization
+ * (f->a_bits < 16) and K/V quantization (f->kv_bits < 16). */
+int qerr__flatquant_deployed_forward(const qerr_block_config *cfg, const qerr_flatquant_folded *f,
+                                     const float *const wq[QERR_LIN_COUNT],
+                                     qerr_block_cache_f *cache, const float *x, float *y);
+
+/* ---- the method's block-level entry (lib/methods/flatquant.c) ------------- */
+/* Options from a "flatquant" plan. */
+int qerr__flatquant_opts_from_plan(const qerr_plan *p, uint64_t seed, qerr_flatquant_opts *o);
+/* Train, fold and quantize one block: out[l] for every QERR_LIN_*, with the
+ * online factors (extras "flatquant.p1", "flatquant.p2", "flatquant.act_clip")
+ * on q_proj, o_proj, gate_proj and down_proj, "flatquant.kv_clip" on k_proj
+ * and v_proj when kv_bits < 16, and the folded norms
+ * ("flatquant.input_norm" on q_proj, "flatquant.post_attention_norm" on
+ * gate_proj); up_proj rows already carry down_proj's input scale. */
+int qerr__flatquant_quantize_block(const qerr_ctx *ctx, const qerr_plan *plan,
+                                   const qerr_block_config *cfg, const qerr_block_weights_f *w,
+                                   const float *x, int64_t nseq, int64_t seq,
+                                   qerr_result *out[QERR_LIN_COUNT]);
+
+#endif /* QERR_TRAIN_H */
