@@ -1,0 +1,84 @@
+/* Layer-wise learned quantizer shared by "omniquant" and "cqe" (internal).
+ *
+ * Minimises the relative layer objective
+ *     L = tr(E H E^T) / tr(W H W^T),   E = Q(W(D); a, b) - W
+ * over learnable weight clipping (LWC: one raw sigmoid pair (a, b) per
+ * (row, group), algorithms.md §3.2) and, for CQE, the SVD parameterisation
+ * W(D) = U (diag(S) + D) V^T = W + U D V^T with D on a support mask (§4, §5.3).
+ * The quantizer is OmniQuant's asymmetric one (§0.2(4)) with the range
+ * widened to hold 0 (the train engine's QERR_FQ_ASYM0): identical to
+ * OmniQuant on every group whose values straddle 0, and it keeps the zero
+ * point an integer in [0, 2^b - 1] as the library's grid requires.
+ * Gradients: STE through the quantizer (lib/train fake quantizer), then
+ * dL/dD = mask .* (U^T G V). AdamW, weight decay 0, constant learning rates,
+ * full-batch steps (the objective needs only H): deterministic. */
+#ifndef QERR_CQE_LAYER_H
+#define QERR_CQE_LAYER_H
+
+#include "method.h"
+#include "../train/train.h"
+
+enum {
+    QERR_CQE_MASK_NONE = -1, /* no SVD parameterisation (OmniQuant LWC only) */
+    QERR_CQE_MASK_DIAG = 0,  /* LSI: one increment per singular value */
+    QERR_CQE_MASK_BAND = 1,  /* |i - j| <= width */
+    QERR_CQE_MASK_BLOCK = 2, /* dense top-left block x block */
+    QERR_CQE_MASK_DIAG_BLOCK = 3 /* diag plus the top-left block (LSI grouped) */
+};
+
+typedef struct qerr_cqe_opts {
+    int bits;          /* 2..8 */
+    int64_t group;     /* columns per group (resolved, <= cols) */
+    int mask;          /* QERR_CQE_MASK_* */
+    int64_t width;     /* band half-width */
+    int64_t block;     /* block side */
+    bool lsi_vector;   /* diag mask stored as a vector (the LSI path); when
+                          false the diag mask goes through the dense path */
+    bool lwc;          /* learn the clipping (else fixed at clip_init) */
+    int64_t steps;
+    double lr_clip, lr_d, clip_init;
+    bool keep_best;    /* fold the step with the lowest true objective */
+} qerr_cqe_opts;
+
+typedef struct qerr_cqe_layer {
+    int64_t m, n, r, ng, nclip, nd;
+    qerr_cqe_opts o;
+    qerr_fq_spec fq;
+    const double *H; /* borrowed, n x n */
+    double ref;      /* tr(W H W^T) (1 when it is 0) */
+    double *w0;      /* m x n */
+    double *u, *s, *vt; /* thin SVD: m x r, r, r x n (NULL without a mask) */
+    unsigned char *mask; /* r x r for the dense path */
+    double *theta, *grad; /* [clip pairs (2*nclip) | D (nd)] */
+    double *best;         /* theta at the best objective */
+    double *wd, *q, *eh, *gw, *mr, *rr; /* work */
+    qerr_adamw opt;
+    double loss, best_loss, start_loss;
+    int64_t steps_done;
+} qerr_cqe_layer;
+
+/* Validate the mask against the rank r = min(rows, cols). */
+int qerr__cqe_check_mask(int mask, int64_t width, int64_t block, int64_t rows, int64_t cols);
+/* Copy W (float, m x n), borrow H, take the SVD when a mask is set. */
+int qerr__cqe_layer_init(qerr_cqe_layer *st, const float *W, int64_t m, int64_t n,
+                         const double *H, const qerr_cqe_opts *o);
+void qerr__cqe_layer_free(qerr_cqe_layer *st);
+/* Pointers into theta: clip pairs and D (r x r dense, or r for the LSI path). */
+static inline double *qerr__cqe_clip(qerr_cqe_layer *st) { return st->theta; }
+static inline double *qerr__cqe_d(qerr_cqe_layer *st) { return st->theta + 2 * st->nclip; }
+/* W(D) into st->wd, Q into st->q, *loss = L (true, not the surrogate). */
+int qerr__cqe_layer_forward(qerr_cqe_layer *st, double *loss);
+/* After a forward: st->grad = dL/dtheta (STE). Also leaves dL/dW(D) in st->gw. */
+int qerr__cqe_layer_backward(qerr_cqe_layer *st);
+/* One AdamW step (forward, backward, update); *loss = L before the update. */
+int qerr__cqe_layer_step(qerr_cqe_layer *st, double *loss);
+/* All steps, then (keep_best) restore the best theta. Reports progress. */
+int qerr__cqe_layer_train(qerr_cqe_layer *st, const qerr_ctx *ctx, const char *stage);
+/* Round W(D) with the learned clipping onto the library grid. */
+int qerr__cqe_layer_encode(qerr_cqe_layer *st, qerr_result **out);
+/* The whole method for a qerr_quantize call: checks the calibration data,
+ * trains, encodes, sets diagnostics. */
+int qerr__cqe_run(const qerr_method_call *call, const qerr_cqe_opts *o, const char *stage,
+                  qerr_result **out);
+
+#endif /* QERR_CQE_LAYER_H */
