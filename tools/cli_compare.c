@@ -1,0 +1,247 @@
+/* `qerr compare`: quantize one model with several plans and tabulate bits
+ * per weight, perplexity and its increase over float, and quantize time. */
+#include "cli.h"
+
+#include <inttypes.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define MAX_PLANS 256
+
+/* Grids of the default list, each tried with rtn, gptq, then every other
+ * method of the library (so methods added later appear by themselves). */
+static const char *const default_grids[] = {"bits=4,group_size=128", "bits=3,group_size=128",
+                                            "bits=2,group_size=64"};
+
+typedef struct plan_list {
+    char *spec[MAX_PLANS];
+    int n;
+} plan_list;
+
+static void add_plan(plan_list *l, const char *spec, size_t len) {
+    while (len && (*spec == ' ')) spec++, len--;
+    while (len && spec[len - 1] == ' ') len--;
+    if (len == 0 || l->n == MAX_PLANS) return;
+    char *s = malloc(len + 1);
+    if (!s) return;
+    memcpy(s, spec, len);
+    s[len] = '\0';
+    l->spec[l->n++] = s;
+}
+
+/* Methods in report order: rtn, gptq, then the others as the library lists them. */
+static int method_order(const char **names, int cap) {
+    int n = 0;
+    const char *first[] = {"rtn", "gptq"};
+    for (int k = 0; k < 2; k++)
+        if (qerr_method_summary(first[k]) && n < cap) names[n++] = first[k];
+    for (int i = 0; i < qerr_method_count() && n < cap; i++) {
+        const char *m = qerr_method_name(i);
+        if (m && strcmp(m, "rtn") != 0 && strcmp(m, "gptq") != 0) names[n++] = m;
+    }
+    return n;
+}
+
+static void default_plans(plan_list *l) {
+    const char *methods[64];
+    int nm = method_order(methods, 64);
+    for (size_t g = 0; g < sizeof default_grids / sizeof default_grids[0]; g++)
+        for (int i = 0; i < nm; i++) {
+            char spec[256];
+            snprintf(spec, sizeof spec, "%s:%s", methods[i], default_grids[g]);
+            qerr_plan *p;
+            int rc = qerr_plan_parse(&p, spec);
+            if (rc == QERR_OK) {
+                qerr_plan_free(p);
+                add_plan(l, spec, strlen(spec));
+            } else if (rc != QERR_E_UNSUPPORTED && g == 0) {
+                /* a method without these keys runs once, at its defaults */
+                add_plan(l, methods[i], strlen(methods[i]));
+            }
+        }
+}
+
+static void parse_plans(plan_list *l, const char *text) {
+    while (*text) {
+        size_t len = strcspn(text, ";");
+        add_plan(l, text, len);
+        text += len;
+        if (*text == ';') text++;
+    }
+}
+
+typedef struct row {
+    const char *spec;
+    int status; /* QERR_OK, or why the plan has no numbers */
+    bool skipped; /* a default plan the method does not support */
+    char error[200];
+    double bpw, ppl, seconds;
+} row;
+
+/* Quantize with one plan, apply it to a fresh copy of the model, measure. */
+static void run_plan(qerr_ctx *ctx, cli_progress *prog, const qerr_model *base, const char *dir,
+                     const char *overrides, const uint32_t *calib, int64_t ncalib,
+                     int64_t nsamples, int64_t seqlen, const uint32_t *eval, int64_t neval,
+                     int64_t ctx_len, int64_t max_windows, row *r) {
+    qerr_qmodel *q = NULL;
+    qerr_model *m = NULL;
+    double t0 = cli_now();
+    r->status = qerr_model_quantize(ctx, base, r->spec, overrides, calib, ncalib, nsamples, seqlen,
+                                    &q);
+    r->seconds = cli_now() - t0;
+    cli_progress_done(prog);
+    if (r->status != QERR_OK) {
+        snprintf(r->error, sizeof r->error, "%s", qerr_last_error());
+        return;
+    }
+    r->bpw = cli_qmodel_bits_per_weight(q);
+    r->status = cli_load_quantized(dir, q, &m);
+    cli_ppl_result p = {0};
+    if (r->status == QERR_OK)
+        r->status = cli_perplexity(ctx, m, eval, neval, ctx_len, max_windows, &p);
+    cli_progress_done(prog);
+    if (r->status != QERR_OK) snprintf(r->error, sizeof r->error, "%s", qerr_last_error());
+    r->ppl = p.ppl;
+    qerr_model_free(m);
+    qerr_qmodel_free(q);
+}
+
+static void print_table(const row *rows, int n, double float_ppl, FILE *f) {
+    static const char *const header[] = {"plan", "bits/w", "ppl", "+ppl", "+ppl %", "quantize"};
+    static const bool right[] = {false, true, true, true, true, true};
+    cli_table t;
+    cli_table_init(&t, 6, header, right);
+    char fp[32];
+    snprintf(fp, sizeof fp, "%.4f", float_ppl);
+    const char *first[] = {"float", "", fp, "", "", ""};
+    cli_table_row(&t, first);
+    for (int i = 0; i < n; i++) {
+        const row *r = &rows[i];
+        if (r->skipped) continue;
+        char bpw[32], ppl[32], d[32], dp[32], secs[32];
+        if (r->status != QERR_OK) {
+            const char *cells[] = {r->spec, "", "failed", qerr_status_string(r->status), "", ""};
+            cli_table_row(&t, cells);
+            continue;
+        }
+        snprintf(bpw, sizeof bpw, "%.3f", r->bpw);
+        snprintf(ppl, sizeof ppl, "%.4f", r->ppl);
+        snprintf(d, sizeof d, "%+.4f", r->ppl - float_ppl);
+        snprintf(dp, sizeof dp, "%+.2f%%", 100.0 * (r->ppl - float_ppl) / float_ppl);
+        cli_format_seconds(r->seconds, secs, sizeof secs);
+        const char *cells[] = {r->spec, bpw, ppl, d, dp, secs};
+        cli_table_row(&t, cells);
+    }
+    cli_table_print(&t, f);
+    cli_table_free(&t);
+}
+
+int cli_cmd_compare(int argc, char **argv) {
+    cli_opt opts[] = {
+        {"model", "DIR", "model directory (config.json + model.safetensors)", CLI_DEFAULT_MODEL},
+        {"calib", "TOKENS", "calibration tokens (little-endian uint32)", CLI_DEFAULT_CALIB},
+        {"eval", "TOKENS", "evaluation tokens for perplexity", CLI_DEFAULT_EVAL},
+        {"plans", "'SPEC;SPEC;...'", "plans to compare (default: see below)", ""},
+        {"override", "'PAT=SPEC;...'", "per-tensor plans applied with every plan", ""},
+        {"nsamples", "N", "calibration windows", "128"},
+        {"seqlen", "L", "tokens per calibration window", "256"},
+        {"seed", "S", "seed for drawing the windows and for the methods", "0"},
+        {"ctx", "N", "tokens per perplexity window", "256"},
+        {"max-windows", "N", "score at most N windows, 0 = all", "0"},
+        {"threads", "T", "worker threads, 0 = all CPUs", "0"},
+        {"quiet", NULL, "no progress bar", NULL},
+    };
+    cli_command cmd = {
+        "compare", "[--plans 'SPEC;SPEC;...'] [--model DIR] [--calib TOKENS] [--eval TOKENS] [...]",
+        "Quantize a model with each plan, apply it, and tabulate bits/weight (mean over the\n"
+        "quantized tensors, weighted by size), perplexity, its increase over float, and the\n"
+        "quantize time.",
+        "The default plans are rtn and gptq, then every other method of the library, at\n"
+        "bits=4,group_size=128, bits=3,group_size=128 and bits=2,group_size=64; a method that\n"
+        "has no such keys runs once with its defaults, and plans a method does not support\n"
+        "(QERR_E_UNSUPPORTED) are skipped.\n",
+        opts, (int)(sizeof opts / sizeof opts[0])};
+    bool help;
+    int rc = cli_parse(&cmd, argc, argv, &help);
+    if (rc != CLI_OK || help) return rc;
+    int64_t nsamples, seqlen, seed, ctx_len, max_windows, threads;
+    if (!cli_int("nsamples", cli_get(&cmd, "nsamples"), 1, 1 << 20, &nsamples) ||
+        !cli_int("seqlen", cli_get(&cmd, "seqlen"), 2, 1 << 20, &seqlen) ||
+        !cli_int("seed", cli_get(&cmd, "seed"), 0, INT64_MAX, &seed) ||
+        !cli_int("ctx", cli_get(&cmd, "ctx"), 2, 1 << 20, &ctx_len) ||
+        !cli_int("max-windows", cli_get(&cmd, "max-windows"), 0, INT64_MAX, &max_windows) ||
+        !cli_int("threads", cli_get(&cmd, "threads"), 0, 4096, &threads))
+        return CLI_USAGE;
+    const char *dir = cli_get(&cmd, "model"), *overrides = cli_get(&cmd, "override");
+    plan_list plans = {{0}, 0};
+    bool user_plans = *cli_get(&cmd, "plans") != '\0';
+    if (user_plans) parse_plans(&plans, cli_get(&cmd, "plans"));
+    else default_plans(&plans);
+    if (plans.n == 0) {
+        fprintf(stderr, "qerr compare: no plans to compare\n");
+        return CLI_USAGE;
+    }
+
+    qerr_model *base = NULL;
+    uint32_t *calib = NULL, *eval = NULL;
+    int64_t ncalib = 0, neval = 0;
+    qerr_ctx *ctx = NULL;
+    cli_progress prog;
+    row *rows = calloc((size_t)plans.n, sizeof *rows);
+    int status = CLI_FAILED;
+    if (!rows) goto done;
+    if (cli_load_model(dir, &base) != QERR_OK ||
+        cli_load_tokens("cannot read the calibration tokens", cli_get(&cmd, "calib"), &calib,
+                        &ncalib) != QERR_OK ||
+        cli_load_tokens("cannot read the evaluation tokens", cli_get(&cmd, "eval"), &eval,
+                        &neval) != QERR_OK)
+        goto done;
+    rc = cli_ctx_create(&ctx, threads, (uint64_t)seed, &prog, cli_get(&cmd, "quiet") != NULL);
+    if (rc != QERR_OK) {
+        cli_fail("cannot create a context", rc);
+        goto done;
+    }
+    cli_ppl_result fl;
+    rc = cli_perplexity(ctx, base, eval, neval, ctx_len, max_windows, &fl);
+    cli_progress_done(&prog);
+    if (rc != QERR_OK) goto done;
+    printf("model %s; calib %s (%" PRId64 " x %" PRId64 " tokens); eval %s (%" PRId64
+           " windows of %" PRId64 ")\n",
+           dir, cli_get(&cmd, "calib"), nsamples, seqlen, cli_get(&cmd, "eval"), fl.windows,
+           ctx_len);
+    if (*overrides) printf("overrides %s\n", overrides);
+    fflush(stdout);
+    fprintf(stderr, "float: ppl %.4f\n", fl.ppl);
+    int failed = 0;
+    for (int i = 0; i < plans.n; i++) {
+        row *r = &rows[i];
+        r->spec = plans.spec[i];
+        run_plan(ctx, &prog, base, dir, overrides, calib, ncalib, nsamples, seqlen, eval, neval,
+                 ctx_len, max_windows, r);
+        char took[32];
+        cli_format_seconds(r->seconds, took, sizeof took);
+        if (r->status == QERR_OK)
+            fprintf(stderr, "[%d/%d] %s: %.3f bits/w, ppl %.4f, quantized in %s\n", i + 1,
+                    plans.n, r->spec, r->bpw, r->ppl, took);
+        else if ((r->skipped = r->status == QERR_E_UNSUPPORTED && !user_plans))
+            fprintf(stderr, "[%d/%d] %s: skipped (unsupported: %s)\n", i + 1, plans.n, r->spec,
+                    r->error);
+        else {
+            fprintf(stderr, "[%d/%d] %s: failed: %s: %s\n", i + 1, plans.n, r->spec,
+                    qerr_status_string(r->status), r->error);
+            failed++;
+        }
+    }
+    printf("\n");
+    print_table(rows, plans.n, fl.ppl, stdout);
+    status = failed ? CLI_FAILED : CLI_OK;
+done:
+    for (int i = 0; i < plans.n; i++) free(plans.spec[i]);
+    free(rows);
+    qerr_ctx_free(ctx);
+    qerr_free(calib);
+    qerr_free(eval);
+    qerr_model_free(base);
+    return status;
+}

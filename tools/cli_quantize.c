@@ -1,0 +1,115 @@
+/* `qerr quantize`: calibrate and quantize a model, print a per-tensor table,
+ * write a .qerr container. */
+#include "cli.h"
+
+#include <inttypes.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+
+int cli_cmd_quantize(int argc, char **argv) {
+    cli_opt opts[] = {
+        {"model", "DIR", "model directory (config.json + model.safetensors)", CLI_DEFAULT_MODEL},
+        {"calib", "TOKENS", "calibration tokens (little-endian uint32)", CLI_DEFAULT_CALIB},
+        {"plan", "SPEC", "plan of every linear layer (see qerr methods)",
+         "gptq:bits=4,group_size=128"},
+        {"override", "'PAT=SPEC;...'",
+         "per-tensor plans by glob over names, first match wins; SPEC may be 'float'", ""},
+        {"nsamples", "N", "calibration windows", "128"},
+        {"seqlen", "L", "tokens per calibration window", "256"},
+        {"seed", "S", "seed for drawing the windows and for the methods", "0"},
+        {"threads", "T", "worker threads, 0 = all CPUs", "0"},
+        {"out", "FILE.qerr", "where to write the quantized tensors (required)", NULL},
+        {"quiet", NULL, "no progress bar", NULL},
+    };
+    cli_command cmd = {
+        "quantize", "--out FILE.qerr [--model DIR] [--calib TOKENS] [--plan SPEC] [...]",
+        "Calibrate and quantize every linear layer of a model in true-sequential order,\n"
+        "print a table of the quantized tensors and write them to a .qerr container.",
+        "example:\n"
+        "  qerr quantize --plan gptq:bits=3,group_size=128 \\\n"
+        "      --override 'model.layers.0.*=gptq:bits=4,group_size=128' --out w3.qerr\n",
+        opts, (int)(sizeof opts / sizeof opts[0])};
+    bool help;
+    int rc = cli_parse(&cmd, argc, argv, &help);
+    if (rc != CLI_OK || help) return rc;
+    const char *out_path = cli_get(&cmd, "out");
+    if (!out_path || !*out_path) {
+        fprintf(stderr, "qerr quantize: --out FILE.qerr is required (see qerr quantize --help)\n");
+        return CLI_USAGE;
+    }
+    int64_t nsamples, seqlen, seed, threads;
+    if (!cli_int("nsamples", cli_get(&cmd, "nsamples"), 1, 1 << 20, &nsamples) ||
+        !cli_int("seqlen", cli_get(&cmd, "seqlen"), 2, 1 << 20, &seqlen) ||
+        !cli_int("seed", cli_get(&cmd, "seed"), 0, INT64_MAX, &seed) ||
+        !cli_int("threads", cli_get(&cmd, "threads"), 0, 4096, &threads))
+        return CLI_USAGE;
+    const char *plan = cli_get(&cmd, "plan"), *overrides = cli_get(&cmd, "override");
+    const char *model_dir = cli_get(&cmd, "model"), *calib_path = cli_get(&cmd, "calib");
+    qerr_plan *check;
+    rc = qerr_plan_parse(&check, plan);
+    if (rc != QERR_OK) {
+        cli_fail("bad --plan", rc);
+        return CLI_USAGE;
+    }
+    qerr_plan_free(check);
+
+    qerr_model *m = NULL;
+    uint32_t *tokens = NULL;
+    int64_t count = 0;
+    qerr_ctx *ctx = NULL;
+    qerr_qmodel *q = NULL;
+    cli_progress prog;
+    int status = CLI_FAILED;
+    double t0 = cli_now();
+    if (cli_load_model(model_dir, &m) != QERR_OK) goto done;
+    printf("model     %s: %.2fM parameters, loaded in %.2fs\n", model_dir,
+           (double)cli_model_params(m) / 1e6, cli_now() - t0);
+    if (cli_load_tokens("cannot read the calibration tokens", calib_path, &tokens, &count) !=
+        QERR_OK)
+        goto done;
+    printf("calib     %s: %" PRId64 " tokens, %" PRId64 " windows of %" PRId64 "\n", calib_path,
+           count, nsamples, seqlen);
+    printf("plan      %s%s%s\n", plan, *overrides ? "; overrides " : "", overrides);
+    fflush(stdout);
+    rc = cli_ctx_create(&ctx, threads, (uint64_t)seed, &prog, cli_get(&cmd, "quiet") != NULL);
+    if (rc != QERR_OK) {
+        cli_fail("cannot create a context", rc);
+        goto done;
+    }
+    t0 = cli_now();
+    rc = qerr_model_quantize(ctx, m, plan, overrides, tokens, count, nsamples, seqlen, &q);
+    double seconds = cli_now() - t0;
+    cli_progress_done(&prog);
+    if (rc != QERR_OK) {
+        cli_fail("quantization failed", rc);
+        goto done;
+    }
+    printf("\n");
+    cli_print_qmodel_table(q, stdout);
+    char secs[32];
+    snprintf(secs, sizeof secs, "%.3f", seconds);
+    if ((rc = qerr_qmodel_set_meta(q, "source.model", model_dir)) != QERR_OK ||
+        (rc = qerr_qmodel_set_meta(q, "source.calib", calib_path)) != QERR_OK ||
+        (rc = qerr_qmodel_set_meta(q, "quantize.seconds", secs)) != QERR_OK ||
+        (rc = qerr_qmodel_set_meta(q, "libqerr.version", qerr_version_string())) != QERR_OK) {
+        cli_fail("cannot set metadata", rc);
+        goto done;
+    }
+    if ((rc = qerr_qmodel_save(q, out_path)) != QERR_OK) {
+        cli_fail("cannot write the container", rc);
+        goto done;
+    }
+    struct stat st;
+    double mib = stat(out_path, &st) == 0 ? (double)st.st_size / 1048576.0 : 0.0;
+    char took[32];
+    cli_format_seconds(seconds, took, sizeof took);
+    printf("\nquantized %d tensors in %s, %.3f bits/weight; wrote %s (%.2f MiB)\n",
+           qerr_qmodel_count(q), took, cli_qmodel_bits_per_weight(q), out_path, mib);
+    status = CLI_OK;
+done:
+    qerr_qmodel_free(q);
+    qerr_ctx_free(ctx);
+    qerr_free(tokens);
+    qerr_model_free(m);
+    return status;
+}

@@ -1,0 +1,216 @@
+/* Option parsing, errors, time, progress display and token files for the
+ * `qerr` tool. */
+#define _POSIX_C_SOURCE 200809L
+#include "cli.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+/* ---- options ------------------------------------------------------------- */
+
+static cli_opt *find_opt(const cli_command *cmd, const char *name, size_t len) {
+    for (int i = 0; i < cmd->nopts; i++)
+        if (strlen(cmd->opts[i].name) == len && strncmp(cmd->opts[i].name, name, len) == 0)
+            return &cmd->opts[i];
+    return NULL;
+}
+
+void cli_print_help(const cli_command *cmd, FILE *f) {
+    fprintf(f, "usage: qerr %s %s\n\n%s\n\noptions:\n", cmd->name, cmd->usage, cmd->summary);
+    for (int i = 0; i < cmd->nopts; i++) {
+        const cli_opt *o = &cmd->opts[i];
+        char left[64];
+        snprintf(left, sizeof left, "--%s%s%s", o->name, o->metavar ? " " : "",
+                 o->metavar ? o->metavar : "");
+        fprintf(f, "  %-26s %s", left, o->help);
+        if (o->metavar && o->value && *o->value) fprintf(f, " [default: %s]", o->value);
+        fputc('\n', f);
+    }
+    fprintf(f, "  %-26s %s\n", "-h, --help", "show this help and exit");
+    if (cmd->details) fprintf(f, "\n%s", cmd->details);
+}
+
+int cli_parse(const cli_command *cmd, int argc, char **argv, bool *help) {
+    *help = false;
+    for (int i = 0; i < argc; i++) {
+        const char *a = argv[i];
+        if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
+            cli_print_help(cmd, stdout);
+            *help = true;
+            return CLI_OK;
+        }
+        if (strncmp(a, "--", 2) != 0) {
+            fprintf(stderr, "qerr %s: unexpected argument '%s' (see qerr %s --help)\n", cmd->name,
+                    a, cmd->name);
+            return CLI_USAGE;
+        }
+        const char *name = a + 2, *eq = strchr(name, '=');
+        size_t len = eq ? (size_t)(eq - name) : strlen(name);
+        cli_opt *o = find_opt(cmd, name, len);
+        if (!o) {
+            fprintf(stderr, "qerr %s: unknown option '--%.*s' (see qerr %s --help)\n", cmd->name,
+                    (int)len, name, cmd->name);
+            return CLI_USAGE;
+        }
+        if (!o->metavar) {
+            if (eq) {
+                fprintf(stderr, "qerr %s: --%s takes no value\n", cmd->name, o->name);
+                return CLI_USAGE;
+            }
+            o->value = "1";
+        } else if (eq) {
+            o->value = eq + 1;
+        } else if (i + 1 < argc) {
+            o->value = argv[++i];
+        } else {
+            fprintf(stderr, "qerr %s: --%s needs a value (%s)\n", cmd->name, o->name, o->metavar);
+            return CLI_USAGE;
+        }
+    }
+    return CLI_OK;
+}
+
+const char *cli_get(const cli_command *cmd, const char *name) {
+    const cli_opt *o = find_opt(cmd, name, strlen(name));
+    return o ? o->value : NULL;
+}
+
+bool cli_int(const char *opt, const char *text, int64_t lo, int64_t hi, int64_t *out) {
+    char *end;
+    errno = 0;
+    long long v = text ? strtoll(text, &end, 10) : 0;
+    if (!text || !*text || *end || errno || v < lo || v > hi) {
+        fprintf(stderr, "qerr: --%s must be an integer in %" PRId64 "..%" PRId64 ", not '%s'\n",
+                opt, lo, hi, text ? text : "");
+        return false;
+    }
+    *out = v;
+    return true;
+}
+
+int cli_fail(const char *what, int status) {
+    fprintf(stderr, "qerr: %s: %s: %s\n", what, qerr_status_string(status), qerr_last_error());
+    return CLI_FAILED;
+}
+
+/* ---- time ---------------------------------------------------------------- */
+
+double cli_now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+void cli_format_seconds(double s, char *buf, size_t cap) {
+    if (!(s >= 0)) snprintf(buf, cap, "-");
+    else if (s < 1.0) snprintf(buf, cap, "%.0fms", s * 1e3);
+    else if (s < 60.0) snprintf(buf, cap, "%.1fs", s);
+    else if (s < 3600.0) snprintf(buf, cap, "%dm%02ds", (int)(s / 60), (int)s % 60);
+    else snprintf(buf, cap, "%dh%02dm", (int)(s / 3600), (int)s / 60 % 60);
+}
+
+/* ---- progress ------------------------------------------------------------ */
+
+static volatile sig_atomic_t g_interrupted;
+static void on_sigint(int sig) {
+    (void)sig;
+    g_interrupted = 1;
+}
+
+/* Stages whose first word is a method name ("gptq", "quantease sweep") are
+ * a method's progress on the current tensor; any other stage ("layer 3/6
+ * mlp.down_proj", "lm_head", "perplexity") carries the overall fraction. */
+static bool is_method_stage(const char *stage) {
+    char word[64];
+    size_t n = strcspn(stage, " ");
+    if (n >= sizeof word) return false;
+    memcpy(word, stage, n);
+    word[n] = '\0';
+    return qerr_method_summary(word) != NULL;
+}
+
+static void draw(cli_progress *p, double now) {
+    p->last_draw = now;
+    double elapsed = now - p->start, f = p->fraction;
+    char el[32], eta[32], sub[96] = "";
+    cli_format_seconds(elapsed, el, sizeof el);
+    if (f > 0.0) cli_format_seconds(elapsed * (1.0 - f) / f, eta, sizeof eta);
+    else snprintf(eta, sizeof eta, "?");
+    if (p->tty && p->sub[0]) snprintf(sub, sizeof sub, "  (%s %.0f%%)", p->sub, 100.0 * p->sub_fraction);
+    enum { WIDTH = 24 };
+    int fill = (int)(f * WIDTH + 0.5);
+    if (fill < 0) fill = 0;
+    if (fill > WIDTH) fill = WIDTH;
+    char bar[WIDTH + 1];
+    for (int i = 0; i < WIDTH; i++) bar[i] = i < fill ? '#' : '.';
+    bar[WIDTH] = '\0';
+    fprintf(stderr, "%s[%s] %3.0f%%  %-36s elapsed %s  ETA %s%s%s", p->tty ? "\r\033[K" : "", bar,
+            100.0 * f, p->stage, el, eta, sub, p->tty ? "" : "\n");
+    fflush(stderr);
+    p->drawn = true;
+}
+
+static int on_progress(void *user, const char *stage, double fraction) {
+    cli_progress *p = user;
+    if (g_interrupted) return 1; /* the library returns QERR_E_CANCELLED */
+    if (p->quiet || !stage) return 0;
+    double now = cli_now();
+    if (is_method_stage(stage)) {
+        snprintf(p->sub, sizeof p->sub, "%s", stage);
+        p->sub_fraction = fraction;
+        if (p->tty && p->stage[0] && now - p->last_draw >= 0.1) draw(p, now);
+        return 0;
+    }
+    bool changed = strcmp(stage, p->stage) != 0;
+    snprintf(p->stage, sizeof p->stage, "%s", stage);
+    p->fraction = fraction;
+    p->sub[0] = '\0';
+    /* a terminal redraws at most 10 times a second; a log gets a line when
+     * the stage changes, at most every 2 seconds, and the last one */
+    bool due = p->tty ? now - p->last_draw >= 0.1 : changed && now - p->last_draw >= 2.0;
+    if (due || fraction >= 1.0) draw(p, now);
+    return 0;
+}
+
+static void on_log(void *user, int level, const char *message) {
+    cli_progress *p = user;
+    if (p->tty && p->drawn) fputs("\r\033[K", stderr);
+    fprintf(stderr, "qerr: %s: %s\n", level <= QERR_LOG_ERROR ? "error" : "warning", message);
+}
+
+int cli_ctx_create(qerr_ctx **out, int64_t threads, uint64_t seed, cli_progress *prog,
+                   bool quiet) {
+    memset(prog, 0, sizeof *prog);
+    prog->start = cli_now();
+    prog->last_draw = -1e9;
+    prog->tty = isatty(fileno(stderr)) == 1;
+    prog->quiet = quiet;
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_sigint;
+    sigaction(SIGINT, &sa, NULL);
+    int rc = qerr_ctx_create(out);
+    if (rc == QERR_OK) rc = qerr_ctx_set_threads(*out, (int)threads);
+    if (rc == QERR_OK) rc = qerr_ctx_set_seed(*out, seed);
+    if (rc == QERR_OK) rc = qerr_ctx_set_progress(*out, on_progress, prog);
+    if (rc == QERR_OK) rc = qerr_ctx_set_log(*out, on_log, prog, QERR_LOG_WARN);
+    if (rc != QERR_OK) {
+        qerr_ctx_free(*out);
+        *out = NULL;
+    }
+    return rc;
+}
+
+void cli_progress_done(cli_progress *p) {
+    if (p->tty && p->drawn) fputs("\r\033[K", stderr);
+    p->drawn = false;
+    p->stage[0] = '\0';
+    p->sub[0] = '\0';
+    p->start = cli_now();
+    p->last_draw = -1e9;
+}
