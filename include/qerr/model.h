@@ -73,13 +73,19 @@ QERR_API int qerr_qmodel_load(qerr_qmodel **out, const char *path);
  * "pattern=spec" where pattern is a glob over tensor names and spec a plan
  * spec or "float" (keep in float), e.g.
  *   "lm_head=float;model.layers.0.mlp.down_proj*=gptq:bits=8".
- * The first matching pattern wins. Calibration uses `nsamples` windows of
- * `seqlen` tokens drawn with the ctx seed from `tokens`. */
+ * The first matching pattern wins; a pattern matches the full name or the
+ * name without ".weight". lm_head stays float unless a pattern names it.
+ * A group_size that does not divide a layer's columns is applied with
+ * ragged_groups=1 (shorter last group, logged at QERR_LOG_INFO). The
+ * progress callback gets one call per tensor, stage "layer 3/6 mlp.down_proj".
+ * Calibration uses `nsamples` windows of `seqlen` tokens at offsets drawn
+ * with the ctx seed from `tokens`. */
 QERR_API int qerr_model_quantize(qerr_ctx *ctx, const qerr_model *m, const char *plan,
                                  const char *overrides, const uint32_t *tokens, int64_t count,
                                  int64_t nsamples, int64_t seqlen, qerr_qmodel **out);
 /* Replace the weights of `m` by the dequantized tensors of `q` (names must
- * exist with matching shapes). */
+ * exist with matching shapes; nothing changes on failure). With tied
+ * embeddings, applying lm_head unties it: the embedding keeps its values. */
 QERR_API int qerr_model_apply(qerr_model *m, const qerr_qmodel *q);
 
 #ifdef __cplusplus

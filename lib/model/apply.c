@@ -1,0 +1,53 @@
+/* qerr_model_apply: overwrite model weights with dequantized results. Every
+ * name and shape is checked before anything changes, so a failure leaves the
+ * model as it was. Applying to one name of a tied embedding pair unties it:
+ * the other name keeps the float tensor. */
+#include "model_internal.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+/* Give entry i its own tensor if another entry shares it. */
+static int untie(qerr_model *m, int i) {
+    for (int j = 0; j < m->n; j++) {
+        if (j == i || m->entries[j].t != m->entries[i].t) continue;
+        qerr_tensor *copy;
+        QERR_TRY(qerr_tensor_from_data(&copy, QERR_DTYPE_F32, m->entries[i].t->ndim,
+                                       m->entries[i].t->shape, m->entries[i].t->data));
+        if (!m->entries[i].alias) m->entries[j].alias = false; /* j now owns the old one */
+        m->entries[i].t = copy;
+        m->entries[i].alias = false;
+        return QERR_OK;
+    }
+    return QERR_OK;
+}
+
+int qerr_model_apply(qerr_model *m, const qerr_qmodel *q) {
+    static const char fn[] = "qerr_model_apply";
+    QERR_CHECK(m && q, QERR_E_INVALID_ARG, "%s: NULL argument", fn);
+    const int n = qerr_qmodel_count(q);
+    QERR_CHECK(n >= 0, QERR_E_INVALID_ARG, "%s: bad qmodel", fn);
+    for (int k = 0; k < n; k++) {
+        const char *name = qerr_qmodel_name(q, k);
+        const qerr_result *r;
+        QERR_TRY(qerr_qmodel_get(q, name, &r));
+        int i = qerr__model_find(m, name);
+        QERR_CHECK(i >= 0, QERR_E_NOT_FOUND, "%s: the model has no tensor '%.128s'", fn, name);
+        const qerr_tensor *t = m->entries[i].t;
+        QERR_CHECK(t->ndim == 2 && t->shape[0] == qerr_result_rows(r) &&
+                       t->shape[1] == qerr_result_cols(r),
+                   QERR_E_SHAPE, "%s: '%.128s' is %lldx%lld in the qmodel but not in the model",
+                   fn, name, (long long)qerr_result_rows(r), (long long)qerr_result_cols(r));
+    }
+    for (int k = 0; k < n; k++) {
+        const char *name = qerr_qmodel_name(q, k);
+        const qerr_result *r;
+        QERR_TRY(qerr_qmodel_get(q, name, &r));
+        int i = qerr__model_find(m, name);
+        QERR_TRY(untie(m, i));
+        qerr_tensor *t = m->entries[i].t;
+        QERR_TRY(qerr_result_dequantize(r, t->data, (size_t)t->numel));
+    }
+    qerr__clear_error();
+    return QERR_OK;
+}
