@@ -190,7 +190,8 @@ QERR_API const char *qerr_method_summary(const char *method); /* NULL if unknown
 QERR_API int qerr_method_param_count(const char *method); /* <0 status if unknown */
 /* Describe parameter `index` of `method`. Any output pointer may be NULL.
  * `choices` is "a|b|c" for QERR_PARAM_CHOICE, "" otherwise; `default_value`
- * is the canonical text of the default. */
+ * is the canonical text of the default. The strings are static: valid for
+ * the life of the program. */
 QERR_API int qerr_method_param_info(const char *method, int index, const char **key,
                                     int *type, const char **default_value, double *min,
                                     double *max, const char **choices, const char **help);

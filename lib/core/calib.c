@@ -9,7 +9,7 @@
 
 /* Rows per SYRK block: float32 products over at most this many rows, then
  * summed into the float64 Gram matrix (keeps both speed and accuracy). */
-#define CHUNK_ROWS 2048
+#define CHUNK_ROWS 4096
 #define MAX_FEATURES ((int64_t)1 << 17)
 
 int qerr_calib_create(qerr_calib **out, int64_t in_features) {
@@ -75,33 +75,74 @@ static void reservoir_offer(qerr_calib *c, const float *row) {
     if (slot >= 0) memcpy(c->res + slot * c->n, row, (size_t)c->n * sizeof(float));
 }
 
-/* H += X^T X for nrows float32 rows: float32 SYRK per block, float64 sum. */
-static int accumulate(qerr_calib *c, const float *X, int64_t nrows, float *tmp) {
+/* Add the upper triangle of a float32 SYRK block into the float64 Gram
+ * matrix, on up to two threads (each touches its own rows). */
+typedef struct {
+    double *gram;
+    const float *tmp;
+    int64_t n;
+} sum_job;
+
+static void sum_row(const sum_job *jb, int64_t i) {
+    const int64_t n = jb->n;
+    double *g = jb->gram + i * n;
+    const float *t = jb->tmp + i * n;
+    for (int64_t j = i; j < n; j++) g[j] += (double)t[j];
+}
+
+/* Index p handles rows p and n-1-p, so every index has the same work. */
+static void sum_upper(void *arg, int64_t begin, int64_t end) {
+    const sum_job *jb = arg;
+    for (int64_t p = begin; p < end; p++) {
+        sum_row(jb, p);
+        if (jb->n - 1 - p != p) sum_row(jb, jb->n - 1 - p);
+    }
+}
+
+/* H += X^T X for nrows finite float32 rows: float32 SYRK per block of at
+ * most CHUNK_ROWS rows, summed in float64. Only the upper triangle of gram
+ * is updated; the caller mirrors it. */
+static void accumulate(qerr_calib *c, const float *X, int64_t nrows, float *tmp) {
     const int64_t n = c->n;
     for (int64_t r0 = 0; r0 < nrows; r0 += CHUNK_ROWS) {
         int64_t k = nrows - r0 < CHUNK_ROWS ? nrows - r0 : CHUNK_ROWS;
         cblas_ssyrk(CblasRowMajor, CblasUpper, CblasTrans, (int)n, (int)k, 1.0f, X + r0 * n,
                     (int)n, 0.0f, tmp, (int)n);
-        for (int64_t i = 0; i < n; i++) {
-            double *g = c->gram + i * n;
-            const float *t = tmp + i * n;
-            for (int64_t j = i; j < n; j++) g[j] += (double)t[j];
-        }
+        sum_job jb = {c->gram, tmp, n};
+        qerr__parallel_for(n >= 512 ? 2 : 1, (n + 1) / 2, 64, sum_upper, &jb);
     }
     for (int64_t r = 0; r < nrows; r++) reservoir_offer(c, X + r * n);
     c->nsamples += nrows;
-    return QERR_OK;
 }
 
-/* Mirror the upper triangle into the lower one (gram is kept full). */
+/* Mirror the upper triangle into the lower one (gram is kept full), in
+ * tiles so that the column reads stay in cache. */
 static void symmetrize(qerr_calib *c) {
-    const int64_t n = c->n;
+    const int64_t n = c->n, T = 64;
+    for (int64_t i0 = 0; i0 < n; i0 += T)
+        for (int64_t j0 = 0; j0 <= i0; j0 += T) {
+            int64_t i1 = i0 + T < n ? i0 + T : n, j1 = j0 + T < n ? j0 + T : n;
+            for (int64_t i = i0; i < i1; i++)
+                for (int64_t j = j0; j < j1 && j < i; j++) c->gram[i * n + j] = c->gram[j * n + i];
+        }
+}
+
+/* Index of the first non-finite element of n values of `dtype`, or -1:
+ * checked before anything is added, so a failing add changes nothing. */
+static int64_t find_nonfinite(int dtype, const void *data, int64_t n) {
+    if (dtype == QERR_DTYPE_F32) return qerr__find_nonfinite_f32(data, n);
+    const uint16_t *h = data;
+    const uint16_t mask = dtype == QERR_DTYPE_F16 ? 0x7c00 : 0x7f80; /* all-ones exponent */
     for (int64_t i = 0; i < n; i++)
-        for (int64_t j = 0; j < i; j++) c->gram[i * n + j] = c->gram[j * n + i];
+        if ((h[i] & mask) == mask) return i;
+    return -1;
 }
 
 static int add_rows(const char *fn, qerr_calib *c, int dtype, const void *data, int64_t nrows) {
     const int64_t n = c->n;
+    int64_t bad = find_nonfinite(dtype, data, nrows * n);
+    QERR_CHECK(bad < 0, QERR_E_NONFINITE, "%s: rows[%lld][%lld] is not finite", fn,
+               (long long)(bad / n), (long long)(bad % n));
     float *tmp = qerr__malloc2((size_t)(n * n), sizeof(float));
     int64_t block = nrows < CHUNK_ROWS ? nrows : CHUNK_ROWS;
     float *conv = dtype == QERR_DTYPE_F32 ? NULL : qerr__malloc2((size_t)(block * n), sizeof(float));
@@ -111,12 +152,8 @@ static int add_rows(const char *fn, qerr_calib *c, int dtype, const void *data, 
         return qerr__fail(QERR_E_NOMEM, "%s: out of memory for a %lldx%lld block", fn,
                           (long long)n, (long long)n);
     }
-    /* Clear the lower triangle's mirror so accumulate() only adds to upper. */
-    for (int64_t i = 0; i < n; i++)
-        for (int64_t j = 0; j < i; j++) c->gram[i * n + j] = 0.0;
     size_t esz = qerr_dtype_size(dtype);
-    int rc = QERR_OK;
-    for (int64_t r0 = 0; r0 < nrows && rc == QERR_OK; r0 += block) {
+    for (int64_t r0 = 0; r0 < nrows; r0 += block) {
         int64_t k = nrows - r0 < block ? nrows - r0 : block;
         const float *X;
         if (conv) {
@@ -125,18 +162,12 @@ static int add_rows(const char *fn, qerr_calib *c, int dtype, const void *data, 
         } else {
             X = (const float *)data + r0 * n;
         }
-        int64_t bad = qerr__find_nonfinite_f32(X, k * n);
-        if (bad >= 0) {
-            rc = qerr__fail(QERR_E_NONFINITE, "%s: row %lld, column %lld is not finite", fn,
-                            (long long)(r0 + bad / n), (long long)(bad % n));
-            break;
-        }
-        rc = accumulate(c, X, k, tmp);
+        accumulate(c, X, k, tmp);
     }
     symmetrize(c);
     free(tmp);
     free(conv);
-    return rc;
+    return QERR_OK;
 }
 
 int qerr_calib_add(qerr_calib *c, const qerr_tensor *rows) {
@@ -154,6 +185,8 @@ int qerr_calib_add_f32(qerr_calib *c, const float *rows, int64_t nrows) {
                c ? "rows" : "calib");
     QERR_CHECK(nrows >= 0, QERR_E_SHAPE, "qerr_calib_add_f32: nrows=%lld is negative",
                (long long)nrows);
+    QERR_CHECK(nrows <= ((int64_t)1 << 40) / c->n, QERR_E_SHAPE,
+               "qerr_calib_add_f32: nrows=%lld is too large", (long long)nrows);
     if (nrows == 0) return QERR_OK;
     return add_rows("qerr_calib_add_f32", c, QERR_DTYPE_F32, rows, nrows);
 }
@@ -196,14 +229,70 @@ int qerr_calib_from_gram(qerr_calib **out, const double *gram, int64_t n, int64_
     return QERR_OK;
 }
 
+/* Merge src's reservoir into dst's as a uniform sample of the rows both have
+ * seen: the number taken from each side is drawn as from the union without
+ * replacement (hypergeometric), then that many of each side's kept rows are
+ * picked uniformly. Rows src saw but did not keep cannot be sampled, so a src
+ * without a reservoir adds nothing. */
+static int merge_reservoir(qerr_calib *dst, const qerr_calib *src) {
+    if (dst->res_cap == 0 || src->res_rows == 0) return QERR_OK;
+    const int64_t n = dst->n, ka = dst->res_rows, kb = src->res_rows;
+    int64_t ra = dst->res_seen, rb = src->res_seen; /* rows each side stands for */
+    int64_t k = ka + kb < dst->res_cap ? ka + kb : dst->res_cap;
+    float *out = qerr__malloc2((size_t)(k * n), sizeof(float));
+    int64_t *idx = qerr__malloc2((size_t)(ka > kb ? ka : kb), sizeof(int64_t));
+    if (!out || !idx) {
+        free(out);
+        free(idx);
+        return qerr__fail(QERR_E_NOMEM, "qerr_calib_merge: out of memory for the reservoir");
+    }
+    qerr_rng r;
+    qerr__rng_seed(&r, dst->res_rng ^ ((uint64_t)(ra + rb) * 0xd1b54a32d192ed03ull));
+    int64_t ta = 0, tb = 0;
+    for (int64_t s = 0; s < k; s++) {
+        bool take_a;
+        if (ta == ka) take_a = false;
+        else if (tb == kb) take_a = true;
+        else take_a = qerr__rng_uniform(&r) * (double)(ra + rb) < (double)ra;
+        if (take_a) {
+            ta++;
+            ra--;
+        } else {
+            tb++;
+            rb--;
+        }
+    }
+    /* ta of dst's rows and tb of src's, each a uniform subset (partial
+     * Fisher-Yates over row indices) */
+    int64_t o = 0;
+    for (int side = 0; side < 2; side++) {
+        const qerr_calib *c = side == 0 ? dst : src;
+        int64_t kept = side == 0 ? ka : kb, take = side == 0 ? ta : tb;
+        for (int64_t i = 0; i < kept; i++) idx[i] = i;
+        for (int64_t i = 0; i < take; i++) {
+            int64_t j = i + (int64_t)(qerr__rng_next(&r) % (uint64_t)(kept - i));
+            int64_t t = idx[i];
+            idx[i] = idx[j];
+            idx[j] = t;
+            memcpy(out + (o++) * n, c->res + idx[i] * n, (size_t)n * sizeof(float));
+        }
+    }
+    memcpy(dst->res, out, (size_t)(k * n) * sizeof(float));
+    dst->res_rows = k;
+    dst->res_seen += src->res_seen;
+    free(out);
+    free(idx);
+    return QERR_OK;
+}
+
 int qerr_calib_merge(qerr_calib *dst, const qerr_calib *src) {
     QERR_CHECK(dst && src, QERR_E_INVALID_ARG, "qerr_calib_merge: %s is NULL", dst ? "src" : "dst");
     QERR_CHECK(dst != src, QERR_E_INVALID_ARG, "qerr_calib_merge: dst and src are the same set");
     QERR_CHECK(dst->n == src->n, QERR_E_SHAPE,
                "qerr_calib_merge: in_features differ (%lld vs %lld)", (long long)dst->n,
                (long long)src->n);
+    QERR_TRY(merge_reservoir(dst, src)); /* first: a failure leaves dst unchanged */
     for (int64_t i = 0; i < dst->n * dst->n; i++) dst->gram[i] += src->gram[i];
-    for (int64_t r = 0; r < src->res_rows; r++) reservoir_offer(dst, src->res + r * src->n);
     dst->nsamples += src->nsamples;
     return QERR_OK;
 }
@@ -229,7 +318,7 @@ int qerr_calib_reservoir(const qerr_calib *c, const float **rows, int64_t *nrows
 /* ---- file format ----------------------------------------------------------
  * "QERRCAL1" | u32 version=1 | u32 crc32(payload) | i64 n | i64 nsamples |
  * i64 res_cap | i64 res_rows | u64 res_rng | i64 res_seen | u64 zlen |
- * u32 crc32(header bytes before this field) | zlib(payload)
+ * u32 crc32(header bytes before this field) | u32 reserved = 0 | zlib(payload)
  * payload = gram (n*n f64) | reservoir (res_rows*n f32), little-endian.   */
 #define CAL_MAGIC "QERRCAL1"
 #define CAL_HEADER 80
@@ -292,6 +381,8 @@ int qerr_calib_load(qerr_calib **out, const char *path) {
         BAD(QERR_E_FORMAT, "qerr_calib_load: '%s' has unsupported version %u", path, get32(buf + 8));
     if (get32(buf + 72) != qerr__crc32(buf, 72))
         BAD(QERR_E_CHECKSUM, "qerr_calib_load: '%s' header checksum mismatch", path);
+    if (get32(buf + 76) != 0)
+        BAD(QERR_E_FORMAT, "qerr_calib_load: '%s' has non-zero reserved header bytes", path);
     int64_t n = (int64_t)get64(buf + 16), ns = (int64_t)get64(buf + 24);
     int64_t cap = (int64_t)get64(buf + 32), rows = (int64_t)get64(buf + 40);
     uint64_t zn = get64(buf + 64);

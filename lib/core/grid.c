@@ -1,6 +1,7 @@
 /* The uniform min-max grid of GPTQ/QuantEase, with GPTQ's MSE clip search. */
 #include "internal.h"
 
+#include <float.h>
 #include <math.h>
 
 qerr_grid qerr__grid_make(int bits, bool sym) {
@@ -22,6 +23,10 @@ void qerr__grid_from_range(const qerr_grid *g, float xmin, float xmax, float *sc
         xmax = 1;
     }
     float s = (xmax - xmin) / (float)g->maxq;
+    /* A range of subnormal width would give s = 0 (or a subnormal s whose
+     * reciprocal overflows); the smallest normal float keeps x / s finite
+     * and z = round(-xmin / s) inside [0, maxq]. */
+    if (!(s >= FLT_MIN)) s = FLT_MIN;
     *scale = s;
     *zero = g->sym ? (g->maxq + 1) / 2 : (int32_t)nearbyintf(-xmin / s);
 }

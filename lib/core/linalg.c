@@ -7,62 +7,98 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* H = R R^T with R upper triangular (a "UL" Cholesky) is the ordinary lower
- * Cholesky of the reversed matrix, reversed back. Then H^-1 = R^-T R^-1, so
- * U = R^-1 is the upper Cholesky factor of H^-1: one potrf and one trtri
- * (2n^3/3 flops) instead of potrf + potri + potrf. */
-static int upper_chol_of_inverse(double *A, int64_t n) {
-    /* Row-major A, reversed (i -> n-1-i, j -> n-1-j), is the same memory read
-     * backwards; LAPACK on the reversed array in place. */
-    int64_t nn = n * n;
-    for (int64_t i = 0; i < nn / 2; i++) {
+/* H = R R^T with R upper triangular (a "UL" Cholesky) is the ordinary
+ * Cholesky of the reversed matrix P H P (P reverses the index order), reversed
+ * back. Then H^-1 = R^-T R^-1, so U = R^-1 is the upper Cholesky factor of
+ * H^-1: one potrf and one trtri (2n^3/3 flops) instead of GPTQ's
+ * potrf + potri + potrf.
+ *
+ * Memory layout: the row-major matrix read backwards is P H P, and a
+ * row-major array read as column-major is its transpose, which for a
+ * symmetric matrix is itself. So LAPACK runs column-major in place (no
+ * LAPACKE transposition copies) on the upper triangle of that view, which
+ * leaves the other triangle holding H for a retry. */
+
+static void reverse(double *A, int64_t nn) {
+    for (int64_t i = 0, k = nn - 1; i < k; i++, k--) {
         double t = A[i];
-        A[i] = A[nn - 1 - i];
-        A[nn - 1 - i] = t;
+        A[i] = A[k];
+        A[k] = t;
     }
-    lapack_int info = LAPACKE_dpotrf(LAPACK_ROW_MAJOR, 'L', (lapack_int)n, A, (lapack_int)n);
-    if (info != 0) return info > 0 ? 1 : -1;
-    info = LAPACKE_dtrtri(LAPACK_ROW_MAJOR, 'L', 'N', (lapack_int)n, A, (lapack_int)n);
-    if (info != 0) return info > 0 ? 1 : -1;
-    /* A holds L^-1 of the reversed matrix (lower); reverse back -> upper. */
-    for (int64_t i = 0; i < nn / 2; i++) {
-        double t = A[i];
-        A[i] = A[nn - 1 - i];
-        A[nn - 1 - i] = t;
+}
+
+/* Rebuild the damped, reversed matrix from the untouched triangle: column-
+ * major upper (= row-major lower) gets the mirror of row-major upper. */
+static void restore_reversed(double *A, int64_t n, const double *diag, double add) {
+    for (int64_t i = 0; i < n; i++) {
+        for (int64_t j = 0; j < i; j++) A[i * n + j] = A[j * n + i];
+        A[i * n + i] = diag[n - 1 - i] + add;
     }
-    /* Clear the strictly lower part (LAPACK leaves the input there). */
+}
+
+/* A pivot this small relative to its diagonal entry means H is singular to
+ * working precision: the factor would be finite but meaningless. */
+#define PIVOT_RTOL 1e-12
+
+/* Factor the reversed, damped matrix in A; 0 on success. */
+static int factor_reversed(double *A, int64_t n, const double *diag, double add) {
+    lapack_int info = LAPACKE_dpotrf_work(LAPACK_COL_MAJOR, 'U', (lapack_int)n, A, (lapack_int)n);
+    if (info != 0) return 1;
+    for (int64_t i = 0; i < n; i++) {
+        double p = A[i * n + i], d = diag[n - 1 - i] + add;
+        if (!(p * p > PIVOT_RTOL * d)) return 1;
+    }
+    info = LAPACKE_dtrtri_work(LAPACK_COL_MAJOR, 'U', 'N', (lapack_int)n, A, (lapack_int)n);
+    if (info != 0) return 1;
+    /* The factor lives in row-major lower; every entry must be finite. */
     for (int64_t i = 0; i < n; i++)
-        for (int64_t j = 0; j < i; j++) A[i * n + j] = 0.0;
+        for (int64_t j = 0; j <= i; j++)
+            if (!isfinite(A[i * n + j])) return 1;
     return 0;
 }
 
 int qerr__chol_inverse_upper(double *H, int64_t n, double damp, double *damp_used,
                              int *fallbacks) {
-    double mean_diag = 0;
-    for (int64_t i = 0; i < n; i++) mean_diag += H[i * n + i];
-    mean_diag /= (double)n;
-    QERR_CHECK(isfinite(mean_diag) && mean_diag > 0, QERR_E_NOT_PD,
-               "Hessian has a non-positive mean diagonal (%g)", mean_diag);
-    double *A = qerr__malloc2((size_t)(n * n), sizeof(double));
-    QERR_CHECK(A, QERR_E_NOMEM, "cannot allocate a %lldx%lld matrix", (long long)n, (long long)n);
     *fallbacks = 0;
+    QERR_CHECK(n >= 1 && n <= INT32_MAX, QERR_E_SHAPE, "Hessian size %lld is out of range",
+               (long long)n);
+    double *diag = qerr__malloc2((size_t)n, sizeof(double));
+    QERR_CHECK(diag, QERR_E_NOMEM, "out of memory for a Hessian of %lld columns", (long long)n);
+    double mean_diag = 0;
+    for (int64_t i = 0; i < n; i++) {
+        diag[i] = H[i * n + i];
+        mean_diag += diag[i];
+    }
+    mean_diag /= (double)n;
+    if (!(isfinite(mean_diag) && mean_diag > 0)) {
+        free(diag);
+        return qerr__fail(QERR_E_NOT_PD, "Hessian has a non-positive mean diagonal (%g)",
+                          mean_diag);
+    }
+    const int64_t nn = n * n;
+    reverse(H, nn);
     double d = damp;
     for (int attempt = 0; attempt < 5; attempt++) {
-        memcpy(A, H, (size_t)(n * n) * sizeof(double));
         double add = d * mean_diag;
         if (add == 0 && attempt > 0) add = 1e-6 * mean_diag; /* damp=0 escalates from 1e-6 */
-        for (int64_t i = 0; i < n; i++) A[i * n + i] += add;
-        if (upper_chol_of_inverse(A, n) == 0 &&
-            qerr__find_nonfinite_f64(A, n * n) < 0) {
-            memcpy(H, A, (size_t)(n * n) * sizeof(double));
-            free(A);
+        if (attempt == 0) {
+            for (int64_t i = 0; i < n; i++) H[i * n + i] += add;
+        } else {
+            restore_reversed(H, n, diag, add);
+        }
+        if (factor_reversed(H, n, diag, add) == 0) {
+            /* H holds, row-major lower, the factor of the reversed matrix;
+             * reverse back (-> upper) and clear the strictly lower part. */
+            reverse(H, nn);
+            for (int64_t i = 1; i < n; i++) memset(H + i * n, 0, (size_t)i * sizeof(double));
+            free(diag);
             *damp_used = add / mean_diag;
             return QERR_OK;
         }
         (*fallbacks)++;
         d = (add / mean_diag) * 10.0;
     }
-    free(A);
+    free(diag);
     return qerr__fail(QERR_E_NOT_PD,
                       "Hessian is not positive definite even with damp=%g (5 tries from %g)",
                       d / 10.0, damp);

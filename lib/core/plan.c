@@ -3,6 +3,7 @@
 #include "../methods/method.h"
 
 #include <ctype.h>
+#include <pthread.h>
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
@@ -240,6 +241,28 @@ int64_t qerr__plan_int(const qerr_plan *p, const char *key) {
 int qerr__plan_choice(const qerr_plan *p, const char *key) { return (int)qerr__plan_int(p, key); }
 
 /* ---- introspection ------------------------------------------------------- */
+/* Default texts, formatted once for every method so the pointers handed out
+ * stay valid for the life of the program (callers keep them). */
+#define MAX_METHODS 32
+static char default_texts[MAX_METHODS][QERR_PLAN_MAX_PARAMS][64];
+static pthread_once_t default_texts_once = PTHREAD_ONCE_INIT;
+
+static void format_default_texts(void) {
+    for (int k = 0; k < qerr__method_count() && k < MAX_METHODS; k++) {
+        const qerr_method *m = qerr__method_at(k);
+        for (int i = 0; i < m->nparams && i < QERR_PLAN_MAX_PARAMS; i++)
+            format_value(&m->params[i], m->params[i].def, default_texts[k][i], 64);
+    }
+}
+
+static const char *default_text(const qerr_method *m, int index) {
+    pthread_once(&default_texts_once, format_default_texts);
+    for (int k = 0; k < qerr__method_count() && k < MAX_METHODS; k++)
+        if (qerr__method_at(k) == m)
+            return index < QERR_PLAN_MAX_PARAMS ? default_texts[k][index] : NULL;
+    return NULL;
+}
+
 int qerr_method_count(void) { return qerr__method_count(); }
 
 const char *qerr_method_name(int index) {
@@ -268,11 +291,8 @@ int qerr_method_param_info(const char *method, int index, const char **key, int 
     QERR_CHECK(index >= 0 && index < m->nparams, QERR_E_RANGE,
                "qerr_method_param_info: index %d is outside 0..%d", index, m->nparams - 1);
     const qerr_param_def *d = &m->params[index];
-    /* Default texts are formatted once per thread into a small rotating store. */
-    static _Thread_local char defaults[8][64];
-    static _Thread_local int slot;
-    char *dv = defaults[slot++ & 7];
-    format_value(d, d->def, dv, 64);
+    const char *dv = default_text(m, index);
+    QERR_CHECK(dv, QERR_E_INTERNAL, "qerr_method_param_info: too many methods or parameters");
     if (key) *key = d->key;
     if (type) *type = d->type;
     if (default_value) *default_value = dv;

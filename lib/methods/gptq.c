@@ -82,9 +82,13 @@ static int gptq_solve(const qerr_method_call *call, float *W, double *H, int32_t
 
     memcpy(W, call->W, (size_t)(rows * n) * sizeof(float));
     memcpy(H, call->H, (size_t)(n * n) * sizeof(double));
+    /* One group per row: the reference fits each row's grid once, on the
+     * untouched weights (before dead columns are zeroed). */
+    const bool per_row = g >= n;
+    if (per_row) fit_static_groups(call->W, r, &grid, clip);
     int64_t dead = qerr__zero_dead_columns(H, W, rows, n);
     qerr__result_set_diag(r, "dead_columns", (double)dead);
-    if (static_groups) fit_static_groups(W, r, &grid, clip);
+    if (static_groups && !per_row) fit_static_groups(W, r, &grid, clip);
 
     for (int64_t j = 0; j < n; j++) perm[j] = iperm[j] = (int32_t)j;
     if (act_order) {
@@ -116,13 +120,13 @@ static int gptq_solve(const qerr_method_call *call, float *W, double *H, int32_t
     float *E = qerr__malloc2((size_t)(rows * B), sizeof(float));
     QERR_CHECK(E, QERR_E_NOMEM, "gptq: out of memory for a %lldx%lld error block",
                (long long)rows, (long long)B);
-    gptq_job jb = {W, U, E, r, perm, col_group, grid, clip, !static_groups, n, g, 0, 0};
+    gptq_job jb = {W, U, E, r, perm, col_group, grid, clip, !static_groups && !per_row, n, g, 0, 0};
     const int threads = qerr__ctx_threads(call->ctx);
     for (int64_t i1 = 0; i1 < n;) {
         int64_t i2 = i1 + B < n ? i1 + B : n;
         /* Blocks never straddle a group start, so a dynamic group's grid is
          * fitted on fully updated weights (equal to the unblocked algorithm). */
-        if (!static_groups && g < n) {
+        if (jb.dynamic_groups) {
             int64_t next_group = (i1 / g + 1) * g;
             if (next_group < i2) i2 = next_group;
         }
@@ -169,6 +173,7 @@ static int gptq_quantize(const qerr_method_call *call, qerr_result **out) {
         rc = qerr__rtn_method.quantize(&rtn_call, &r);
         if (rc != QERR_OK) return rc;
         qerr__result_set_diag(r, "fallback_rtn", 1);
+        qerr__result_set_diag(r, "fallbacks", 5);
         *out = r;
         return QERR_OK;
     }
