@@ -22,6 +22,15 @@ static const qerr_param_def cqe_params[] = {
      "initial raw clip parameter (sigmoid(4) = 0.982 of max and min)"},
     {"keep_best", QERR_PARAM_BOOL, 1, 0, 1, NULL,
      "fold the step with the lowest true layer objective (else the last)"},
+    {"scope", QERR_PARAM_CHOICE, 0, 0, 0, "layer|block",
+     "layer: train on tr(E H E^T) per weight (qerr_quantize); block: train whole decoder blocks "
+     "on the block MSE (model pipeline, qerr__omniquant_quantize_block)"},
+    {"cross_layer", QERR_PARAM_BOOL, 0, 0, 1, NULL,
+     "scope=block: add lambda x the error of the float next block(s) on this block's output"},
+    {"lookahead", QERR_PARAM_INT, 1, 1, 2, NULL, "scope=block: next blocks in the cross-layer loss"},
+    {"lambda", QERR_PARAM_DOUBLE, 1.0, 0, 1000, NULL, "scope=block: weight of the look-ahead terms"},
+    {"epochs", QERR_PARAM_INT, 20, 0, 100000, NULL, "scope=block: training epochs per block"},
+    {"batch", QERR_PARAM_INT, 1, 1, 1 << 20, NULL, "scope=block: calibration sequences per step"},
 };
 
 static int cqe_mask(const qerr_plan *p) {
@@ -45,6 +54,10 @@ static int cqe_validate(const qerr_plan *p, int64_t rows, int64_t cols) {
 
 static int cqe_quantize(const qerr_method_call *call, qerr_result **out) {
     const qerr_plan *p = call->plan;
+    if (qerr__plan_choice(p, "scope") == 1)
+        return qerr__fail(QERR_E_UNSUPPORTED,
+                          "%s scope=block trains whole decoder blocks: use qerr_model_quantize, "
+                          "not qerr_quantize on one weight", qerr_plan_method(p));
     int64_t g;
     QERR_TRY(qerr__plan_group_size(p, call->cols, &g));
     qerr_cqe_opts o = {
@@ -73,4 +86,6 @@ const qerr_method qerr__cqe_method = {
     .needs_calib = true,
     .validate = cqe_validate,
     .quantize = cqe_quantize,
+    .quantize_block = qerr__omq_block_slot, /* scope=block (omniquant_block_slot.c) */
+    .block_scope = qerr__omq_scope_is_block,
 };

@@ -32,14 +32,18 @@ int qerr__cqe_check_mask(int mask, int64_t width, int64_t block, int64_t rows, i
     }
 }
 
-static bool in_mask(const qerr_cqe_opts *o, int64_t a, int64_t b) {
-    switch (o->mask) {
+bool qerr__cqe_mask_has(int mask, int64_t width, int64_t block, int64_t a, int64_t b) {
+    switch (mask) {
     case QERR_CQE_MASK_DIAG: return a == b;
-    case QERR_CQE_MASK_BAND: return (a > b ? a - b : b - a) <= o->width;
-    case QERR_CQE_MASK_BLOCK: return a < o->block && b < o->block;
-    case QERR_CQE_MASK_DIAG_BLOCK: return a == b || (a < o->block && b < o->block);
+    case QERR_CQE_MASK_BAND: return (a > b ? a - b : b - a) <= width;
+    case QERR_CQE_MASK_BLOCK: return a < block && b < block;
+    case QERR_CQE_MASK_DIAG_BLOCK: return a == b || (a < block && b < block);
     default: return false;
     }
+}
+
+static bool in_mask(const qerr_cqe_opts *o, int64_t a, int64_t b) {
+    return qerr__cqe_mask_has(o->mask, o->width, o->block, a, b);
 }
 
 void qerr__cqe_layer_free(qerr_cqe_layer *st) {
@@ -75,10 +79,15 @@ static int take_svd(qerr_cqe_layer *st) {
                           (long long)m, (long long)n);
     }
     memcpy(a, st->w0, (size_t)(m * n) * sizeof(double));
-    lapack_int info = LAPACKE_dgesdd(LAPACK_ROW_MAJOR, 'S', (lapack_int)m, (lapack_int)n, a,
-                                     (lapack_int)n, st->s, st->u, (lapack_int)r, st->vt,
-                                     (lapack_int)n);
+    int rc = qerr__cqe_svd(a, m, n, st->u, st->s, st->vt);
     free(a);
+    return rc;
+}
+
+int qerr__cqe_svd(double *a, int64_t m, int64_t n, double *u, double *s, double *vt) {
+    const int64_t r = m < n ? m : n;
+    lapack_int info = LAPACKE_dgesdd(LAPACK_ROW_MAJOR, 'S', (lapack_int)m, (lapack_int)n, a,
+                                     (lapack_int)n, s, u, (lapack_int)r, vt, (lapack_int)n);
     QERR_CHECK(info == 0, QERR_E_NUMERIC, "cqe: SVD of the %lldx%lld weight failed (info %d)",
                (long long)m, (long long)n, (int)info);
     return QERR_OK;
@@ -248,13 +257,25 @@ int qerr__cqe_layer_encode(qerr_cqe_layer *st, qerr_result **out) {
     /* W(D) at the current theta */
     QERR_TRY(qerr__cqe_layer_forward(st, NULL));
     qerr_result *r;
-    QERR_TRY(qerr__result_alloc(&r, m, n, st->o.bits, g));
-    const double maxq = (double)((1 << st->o.bits) - 1);
-    const double *clip = qerr__cqe_clip(st);
+    QERR_TRY(qerr__cqe_encode(st->wd, m, n, st->o.bits, g, qerr__cqe_clip(st), &r));
+    qerr__result_set_diag(r, "iterations", (double)st->steps_done);
+    qerr__result_set_diag(r, "train_start", st->start_loss);
+    qerr__result_set_diag(r, "train_final", st->loss);
+    *out = r;
+    return QERR_OK;
+}
+
+int qerr__cqe_encode(const double *wd, int64_t m, int64_t n, int bits, int64_t g,
+                     const double *clip, qerr_result **out) {
+    g = g > 0 && g < n ? g : n;
+    const int64_t ng = (n + g - 1) / g;
+    qerr_result *r;
+    QERR_TRY(qerr__result_alloc(&r, m, n, bits, g));
+    const double maxq = (double)((1 << bits) - 1);
     for (int64_t i = 0; i < m; i++)
         for (int64_t k = 0; k < r->groups; k++) {
             int64_t c0 = k * g, c1 = c0 + g < n ? c0 + g : n;
-            const double *x = st->wd + i * n;
+            const double *x = wd + i * n;
             double mx = x[c0], mn = x[c0];
             for (int64_t j = c0 + 1; j < c1; j++) {
                 if (x[j] > mx) mx = x[j];
@@ -262,8 +283,8 @@ int qerr__cqe_layer_encode(qerr_cqe_layer *st, qerr_result **out) {
             }
             /* the ASYM0 convention of the fake quantizer, exactly */
             double hi = mx > 0 ? mx : 0, lo = mn < 0 ? mn : 0;
-            hi *= qerr__sigmoid(clip[2 * (i * st->ng + k)]);
-            lo *= qerr__sigmoid(clip[2 * (i * st->ng + k) + 1]);
+            hi *= qerr__sigmoid(clip[2 * (i * ng + k)]);
+            lo *= qerr__sigmoid(clip[2 * (i * ng + k) + 1]);
             if (hi == 0 && lo == 0) {
                 hi = 1;
                 lo = -1;
@@ -279,9 +300,6 @@ int qerr__cqe_layer_encode(qerr_cqe_layer *st, qerr_result **out) {
                 r->codes[i * n + j] = (uint8_t)(c < 0 ? 0 : (c > maxq ? maxq : c));
             }
         }
-    qerr__result_set_diag(r, "iterations", (double)st->steps_done);
-    qerr__result_set_diag(r, "train_start", st->start_loss);
-    qerr__result_set_diag(r, "train_final", st->loss);
     *out = r;
     return QERR_OK;
 }

@@ -57,6 +57,15 @@ typedef struct qerr_cqe_layer {
     int64_t steps_done;
 } qerr_cqe_layer;
 
+/* Shared with the block-wise trainer (lib/train/omniquant_block.c): */
+/* Whether (a, b) lies on the support `mask`. */
+bool qerr__cqe_mask_has(int mask, int64_t width, int64_t block, int64_t a, int64_t b);
+/* Thin SVD of a (m x n, destroyed): U m x r, S r, V^T r x n. */
+int qerr__cqe_svd(double *a, int64_t m, int64_t n, double *u, double *s, double *vt);
+/* Round wd (m x n) with raw clip pairs per (row, group) onto the library
+ * grid with the ASYM0 convention of the fake quantizer, exactly. */
+int qerr__cqe_encode(const double *wd, int64_t m, int64_t n, int bits, int64_t group,
+                     const double *clip, qerr_result **out);
 /* Validate the mask against the rank r = min(rows, cols). */
 int qerr__cqe_check_mask(int mask, int64_t width, int64_t block, int64_t rows, int64_t cols);
 /* Copy W (float, m x n), borrow H, take the SVD when a mask is set. */

@@ -1,0 +1,220 @@
+/* Perplexity of block-wise OmniQuant / LSI / SDE / cross-layer learning,
+ * with the blocks run in sequence here (the model pipeline is not wired to
+ * the block trainer yet):
+ *   bench_blockwise DATA_DIR MODEL BITS GROUP CONFIGS [epochs] [nseq] [lr_d] [max_windows]
+ * CONFIGS is a comma list of rtn, omni, lsi, sde_band, sde_blk, cl, sde_cl,
+ * sde_cl2 (sde_* = diag+block:64 mask, band:2 for sde_band; cl = lookahead 1,
+ * cl2 = lookahead 2, lambda 1). max_windows limits the eval windows (0 = all).
+ * The calibration pipeline follows algorithms.md §0.4 for OmniQuant: block l
+ * trains on the quantized-path inputs X_q against the float block on X_fp;
+ * then X_q <- quantized block (X_q) and X_fp <- float block (X_fp). Every linear is stored as plain
+ * codes / scales / zeros and dequantized; the perplexity on MODEL/eval.u32
+ * at ctx 256 runs the dequantized blocks through the block engine. */
+#include "qerr.h"
+#include "train/omniquant_block.h"
+#include "methods/cqe_layer.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+static double now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+#define CTX 256
+#define CHUNK 4
+
+static int die(const char *what) {
+    fprintf(stderr, "%s: %s\n", what, qerr_last_error());
+    exit(1);
+}
+
+typedef struct {
+    float *w[QERR_LIN_COUNT];
+    qerr_block_weights_f bw;
+} qblock;
+
+static double perplexity(const qerr_model *m, const qerr_block_config *cfg, const qblock *qb,
+                         const uint32_t *tok, int64_t ntok) {
+    const int64_t nwin = ntok / CTX, d = cfg->hidden, V = m->cfg.vocab;
+    qerr_block_cache_f *c;
+    if (qerr__block_cache_create_f(cfg, CHUNK, CTX, &c)) die("cache");
+    float *X = malloc(sizeof(float) * (size_t)(CHUNK * CTX * d));
+    float *Y = malloc(sizeof(float) * (size_t)(CHUNK * CTX * d));
+    float *logits = malloc(sizeof(float) * (size_t)(CHUNK * CTX * V));
+    double nll = 0;
+    int64_t scored = 0;
+    for (int64_t w0 = 0; w0 + CHUNK <= nwin; w0 += CHUNK) {
+        if (qerr__embed(m, tok + w0 * CTX, CHUNK * CTX, X)) die("embed");
+        for (int64_t l = 0; l < m->cfg.layers; l++) {
+            if (qerr__block_forward_f(c, &qb[l].bw, NULL, X, Y)) die("forward");
+            float *t = X;
+            X = Y;
+            Y = t;
+        }
+        if (qerr__head(m, X, CHUNK * CTX, logits)) die("head");
+        for (int64_t wi = 0; wi < CHUNK; wi++)
+            for (int64_t t = 0; t + 1 < CTX; t++) {
+                const float *z = logits + (wi * CTX + t) * V;
+                double mx = z[0], s = 0;
+                for (int64_t v = 1; v < V; v++) mx = fmax(mx, z[v]);
+                for (int64_t v = 0; v < V; v++) s += exp((double)z[v] - mx);
+                nll += log(s) + mx - (double)z[tok[(w0 + wi) * CTX + t + 1]];
+                scored++;
+            }
+    }
+    qerr__block_cache_free_f(c);
+    free(X);
+    free(Y);
+    free(logits);
+    return exp(nll / (double)scored);
+}
+
+static void config_opts(const char *name, qerr_omq_opts *o) {
+    o->mask = QERR_CQE_MASK_NONE;
+    o->lookahead = 0;
+    if (strcmp(name, "rtn") == 0) {
+        o->epochs = 0;
+        o->clip_init = 40; /* sigmoid(40) = 1: plain min-max */
+    } else if (strcmp(name, "lsi") == 0) {
+        o->mask = QERR_CQE_MASK_DIAG;
+    } else if (strcmp(name, "sde_band") == 0) {
+        o->mask = QERR_CQE_MASK_BAND;
+        o->lsi_vector = false;
+    } else if (strcmp(name, "sde_blk") == 0) {
+        o->mask = QERR_CQE_MASK_DIAG_BLOCK;
+    } else if (strcmp(name, "cl") == 0) {
+        o->lookahead = 1;
+    } else if (strcmp(name, "sde_cl") == 0) {
+        o->mask = QERR_CQE_MASK_DIAG_BLOCK;
+        o->lookahead = 1;
+    } else if (strcmp(name, "sde_cl2") == 0) {
+        o->mask = QERR_CQE_MASK_DIAG_BLOCK;
+        o->lookahead = 2;
+    } else if (strcmp(name, "omni") != 0) {
+        fprintf(stderr, "unknown config %s\n", name);
+        exit(2);
+    }
+}
+
+int main(int argc, char **argv) {
+    if (argc < 6) {
+        fprintf(stderr, "usage: %s DATA_DIR MODEL BITS GROUP CONFIGS [epochs] [nseq] [lr_d] "
+                "[max_windows]\n",
+                argv[0]);
+        return 2;
+    }
+    const int bits = atoi(argv[3]);
+    const int64_t group = atoll(argv[4]);
+    const int epochs = argc > 6 ? atoi(argv[6]) : 10;
+    const int64_t nseq = argc > 7 ? atoll(argv[7]) : 16;
+    const double lr_d = argc > 8 ? atof(argv[8]) : 2e-4;
+    const int64_t max_windows = argc > 9 ? atoll(argv[9]) : 0;
+    char path[1024];
+    qerr_model *m;
+    snprintf(path, sizeof path, "%s/%s", argv[1], argv[2]);
+    if (qerr_model_load(&m, path)) die("load");
+    uint32_t *calib, *eval;
+    int64_t ncal, neval;
+    snprintf(path, sizeof path, "%s/%s/calib.u32", argv[1], argv[2]);
+    if (qerr_tokens_read(path, &calib, &ncal)) die("calib");
+    snprintf(path, sizeof path, "%s/%s/eval.u32", argv[1], argv[2]);
+    if (qerr_tokens_read(path, &eval, &neval)) die("eval");
+    if (max_windows > 0 && neval > max_windows * CTX) neval = max_windows * CTX;
+    if (ncal < nseq * CTX) die("not enough calibration tokens");
+    qerr_block_config cfg;
+    qerr__block_config_from_model(&m->cfg, &cfg);
+    const int64_t L = m->cfg.layers, rows = nseq * CTX, d = cfg.hidden;
+    qerr_block_weights_f *fw = calloc((size_t)L, sizeof *fw);
+    qblock *qb = calloc((size_t)L, sizeof *qb);
+    for (int64_t l = 0; l < L; l++) {
+        qerr_layer_weights lw;
+        qerr__model_layer(m, l, &lw);
+        qerr__block_weights_from_layer(&lw, &fw[l]);
+        qb[l].bw = fw[l];
+    }
+    double fp = perplexity(m, &cfg, qb, eval, neval);
+    printf("%s eval.u32 ctx %d, %lld windows: float ppl %.4f; W%dg%lld, %d epochs x %lld seqs "
+           "of %d, lr_d %g\n",
+           argv[2], CTX, (long long)(neval / CTX), fp, bits, (long long)group, epochs,
+           (long long)nseq, CTX, lr_d);
+    fflush(stdout);
+    float *xq = malloc(sizeof(float) * (size_t)(rows * d));
+    float *xf = malloc(sizeof(float) * (size_t)(rows * d));
+    float *y = malloc(sizeof(float) * (size_t)(rows * d));
+    char *list = strdup(argv[5]);
+    for (char *name = strtok(list, ","); name; name = strtok(NULL, ",")) {
+        qerr_omq_opts o;
+        qerr__omq_opts_default(&o);
+        o.w_bits = bits;
+        o.w_group = group;
+        o.epochs = epochs;
+        o.batch = 1;
+        o.lr_d = lr_d;
+        o.seed = 2;
+        config_opts(name, &o);
+        if (qerr__embed(m, calib, rows, xq)) die("embed");
+        memcpy(xf, xq, sizeof(float) * (size_t)(rows * d));
+        double t0 = now(), sum_blk = 0, sum_next = 0;
+        for (int64_t l = 0; l < L; l++) {
+            qerr_omq_io io = {xq, xf, nseq, CTX, l, L,
+                              {l + 1 < L ? &fw[l + 1] : NULL, l + 2 < L ? &fw[l + 2] : NULL}};
+            qerr_omq_block *b;
+            if (qerr__omq_train_block(NULL, &cfg, &fw[l], &io, &o, &b)) die("train");
+            for (int k = 0; k < QERR_LIN_COUNT; k++) {
+                qerr_result *r;
+                if (qerr__omq_encode(b, k, &r)) die("encode");
+                int64_t n = b->m[k] * b->n[k];
+                free(qb[l].w[k]);
+                qb[l].w[k] = malloc(sizeof(float) * (size_t)n);
+                if (qerr_result_dequantize(r, qb[l].w[k], (size_t)n)) die("dequantize");
+                qb[l].bw.w[k] = qb[l].w[k];
+                qerr_result_free(r);
+            }
+            printf("  %-8s block %lld: mse %.4g -> %.4g, next-block mse %.4g -> %.4g (%.1f s)\n",
+                   name, (long long)l, b->mse_init, b->mse_final, b->next_init, b->next_final,
+                   b->seconds);
+            fflush(stdout);
+            sum_blk += b->mse_final;
+            if (isfinite(b->next_final)) sum_next += b->next_final;
+            qerr__omq_block_destroy(b);
+            /* next inputs: quantized path and float path */
+            qerr_block_cache_f *c;
+            if (qerr__block_cache_create_f(&cfg, 1, CTX, &c)) die("cache");
+            for (int64_t s = 0; s < nseq; s++) {
+                int64_t off = s * CTX * d;
+                if (qerr__block_forward_f(c, &qb[l].bw, NULL, xq + off, y + off)) die("fwd");
+            }
+            memcpy(xq, y, sizeof(float) * (size_t)(rows * d));
+            for (int64_t s = 0; s < nseq; s++) {
+                int64_t off = s * CTX * d;
+                if (qerr__block_forward_f(c, &fw[l], NULL, xf + off, y + off)) die("fwd");
+            }
+            memcpy(xf, y, sizeof(float) * (size_t)(rows * d));
+            qerr__block_cache_free_f(c);
+        }
+        double secs = now() - t0;
+        double ppl = perplexity(m, &cfg, qb, eval, neval);
+        printf("RESULT %s W%dg%lld: ppl %.4f (float %.4f, +%.4f), sum block mse %.4g, sum "
+               "next-block mse %.4g, %.0f s\n",
+               name, bits, (long long)group, ppl, fp, ppl - fp, sum_blk, sum_next, secs);
+        fflush(stdout);
+    }
+    free(list);
+    for (int64_t l = 0; l < L; l++)
+        for (int k = 0; k < QERR_LIN_COUNT; k++) free(qb[l].w[k]);
+    free(qb);
+    free(fw);
+    free(xq);
+    free(xf);
+    free(y);
+    qerr_free(calib);
+    qerr_free(eval);
+    qerr_model_free(m);
+    return 0;
+}
