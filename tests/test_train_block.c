@@ -117,24 +117,6 @@ static void blk_free(blk *b) {
     qerr__block_cache_free_d(b->cache);
 }
 
-static double fd_err(double (*f)(void *), void *ctx, double *param, int64_t n,
-                     const double *grad) {
-    const double h = 1e-5;
-    double gmax = 0, worst = 0;
-    for (int64_t i = 0; i < n; i++) gmax = fmax(gmax, fabs(grad[i]));
-    for (int64_t i = 0; i < n; i++) {
-        double p = param[i];
-        param[i] = p + h;
-        double fp = f(ctx);
-        param[i] = p - h;
-        double fm = f(ctx);
-        param[i] = p;
-        double e = fabs((fp - fm) / (2 * h) - grad[i]) / fmax(fabs(grad[i]), 1e-2 * gmax + 1e-300);
-        worst = fmax(worst, e);
-    }
-    return worst;
-}
-
 static void check_block(bool hooked) {
     blk b;
     blk_init(&b, hooked);
@@ -152,29 +134,29 @@ static void check_block(bool hooked) {
     double *gx = malloc(sizeof(double) * ROWS * CFG.hidden);
     assert_int_equal(
         qerr__block_backward_d(b.cache, &w, hooked ? &h : NULL, b.x, b.r, gx, &g), 0);
-    double worst = fd_err(blk_loss, &b, b.x, ROWS * CFG.hidden, gx);
+    double worst = tu_fd_error(blk_loss, &b, b.x, ROWS * CFG.hidden, gx);
     print_message("%s block: gx %.1e", hooked ? "hooked" : "plain", worst);
     if (!hooked) {
         for (int l = 0; l < QERR_LIN_COUNT; l++) {
             int64_t o, i;
             qerr__block_linear_shape(&CFG, l, &o, &i);
-            double e = fd_err(blk_loss, &b, b.w[l], o * i, g.w[l]);
+            double e = tu_fd_error(blk_loss, &b, b.w[l], o * i, g.w[l]);
             print_message(" %s %.1e", qerr__lin_names[l], e);
             worst = fmax(worst, e);
         }
     } else {
         for (int s = 0; s < QERR_SITE_COUNT; s++) {
-            double e1 = fd_err(blk_loss, &b, b.p1[s], b.n1[s] * b.n1[s], b.gp1[s]);
-            double e2 = fd_err(blk_loss, &b, b.p2[s], b.n2[s] * b.n2[s], b.gp2[s]);
+            double e1 = tu_fd_error(blk_loss, &b, b.p1[s], b.n1[s] * b.n1[s], b.gp1[s]);
+            double e2 = tu_fd_error(blk_loss, &b, b.p2[s], b.n2[s] * b.n2[s], b.gp2[s]);
             print_message(" site%d %.1e/%.1e", s, e1, e2);
             worst = fmax(worst, fmax(e1, e2));
         }
-        double e = fd_err(blk_loss, &b, b.scale, QERR_LIN_COUNT, b.gscale);
+        double e = tu_fd_error(blk_loss, &b, b.scale, QERR_LIN_COUNT, b.gscale);
         print_message(" scales %.1e", e);
         worst = fmax(worst, e);
     }
-    double e1 = fd_err(blk_loss, &b, b.ln1, CFG.hidden, g.ln1);
-    double e2 = fd_err(blk_loss, &b, b.ln2, CFG.hidden, g.ln2);
+    double e1 = tu_fd_error(blk_loss, &b, b.ln1, CFG.hidden, g.ln1);
+    double e2 = tu_fd_error(blk_loss, &b, b.ln2, CFG.hidden, g.ln2);
     print_message(" ln1 %.1e ln2 %.1e\n", e1, e2);
     worst = fmax(worst, fmax(e1, e2));
     assert_true(worst < 1e-6);

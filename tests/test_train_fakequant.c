@@ -79,23 +79,7 @@ static double sur_loss(sur_ctx *c, bool freeze, double *yout) {
 
 static double sur_loss_fn(void *p) { return sur_loss(p, false, NULL); }
 
-static double fd_err(double (*f)(void *), void *ctx, double *param, int64_t n,
-                     const double *grad) {
-    const double h = 1e-7; /* small: the surrogate is only locally smooth */
-    double gmax = 0, worst = 0;
-    for (int64_t i = 0; i < n; i++) gmax = fmax(gmax, fabs(grad[i]));
-    for (int64_t i = 0; i < n; i++) {
-        double p = param[i];
-        param[i] = p + h;
-        double fp = f(ctx);
-        param[i] = p - h;
-        double fm = f(ctx);
-        param[i] = p;
-        double e = fabs((fp - fm) / (2 * h) - grad[i]) / fmax(fabs(grad[i]), 1e-2 * gmax + 1e-300);
-        worst = fmax(worst, e);
-    }
-    return worst;
-}
+#define FD_STEP 1e-7 /* small: the surrogate is only locally smooth */
 
 static void check_one(int mode, int clip, bool shared, int64_t group, int bits, uint64_t seed) {
     sur_ctx c;
@@ -129,8 +113,8 @@ static void check_one(int mode, int clip, bool shared, int64_t group, int bits, 
     for (int64_t i = 0; i < n; i++) fwd = fmax(fwd, fabs(y[i] - ys[i]));
     double *gx = malloc(sizeof(double) * (size_t)n), *gc = calloc((size_t)(2 * np + 2), sizeof(double));
     assert_int_equal(qerr__fq_bwd_d(&c.sp, c.rows, c.cols, c.clip, c.x, c.r, gx, gc), QERR_OK);
-    double ex = fd_err(sur_loss_fn, &c, c.x, n, gx);
-    double ec = np ? fd_err(sur_loss_fn, &c, c.clip, 2 * np, gc) : 0;
+    double ex = tu_fd_error_step(sur_loss_fn, &c, c.x, n, gx, FD_STEP);
+    double ec = np ? tu_fd_error_step(sur_loss_fn, &c, c.clip, 2 * np, gc, FD_STEP) : 0;
     int clamped = 0;
     for (int64_t i = 0; i < n; i++) clamped += c.code[i] != INT32_MIN;
     print_message("mode %d clip %d shared %d group %lld: fwd %.1e gx %.2e gclip %.2e (%d codes "

@@ -28,26 +28,6 @@ static double dot(const double *a, const double *b, int64_t n) {
 
 typedef double (*loss_fn)(void *ctx);
 
-/* Worst relative difference between grad and central differences of f over
- * param[0..n) (relative to max(|g|, 1e-2 * max|grad|)). */
-static double fd_err(loss_fn f, void *ctx, double *param, int64_t n, const double *grad) {
-    const double h = 1e-5;
-    double gmax = 0, worst = 0;
-    for (int64_t i = 0; i < n; i++) gmax = fmax(gmax, fabs(grad[i]));
-    for (int64_t i = 0; i < n; i++) {
-        double p = param[i];
-        param[i] = p + h;
-        double fp = f(ctx);
-        param[i] = p - h;
-        double fm = f(ctx);
-        param[i] = p;
-        double fd = (fp - fm) / (2 * h);
-        double e = fabs(fd - grad[i]) / fmax(fabs(grad[i]), 1e-2 * gmax + 1e-300);
-        worst = fmax(worst, e);
-    }
-    return worst;
-}
-
 /* ---- linear --------------------------------------------------------------- */
 typedef struct { int64_t rows, in, out; double *x, *w, *r, *y; } lin_ctx;
 static double lin_loss(void *p) {
@@ -60,7 +40,7 @@ static void linear_grad(void **state) {
     lin_ctx c = {3, 5, 4, rnd(15, 1), rnd(20, 2), rnd(12, 3), rnd(12, 4)};
     double *gx = calloc(15, sizeof(double)), *gw = calloc(20, sizeof(double));
     qerr__linear_bwd_d(c.rows, c.in, c.out, c.x, c.w, c.r, gx, gw);
-    double ex = fd_err(lin_loss, &c, c.x, 15, gx), ew = fd_err(lin_loss, &c, c.w, 20, gw);
+    double ex = tu_fd_error(lin_loss, &c, c.x, 15, gx), ew = tu_fd_error(lin_loss, &c, c.w, 20, gw);
     print_message("linear: gx %.2e gw %.2e\n", ex, ew);
     assert_true(ex < 1e-6 && ew < 1e-6);
     free(c.x); free(c.w); free(c.r); free(c.y); free(gx); free(gw);
@@ -79,7 +59,7 @@ static void rmsnorm_grad(void **state) {
     double *gx = calloc(24, sizeof(double)), *gw = calloc(6, sizeof(double));
     rms_loss(&c);
     qerr__rmsnorm_bwd_d(c.rows, c.n, c.x, c.w, c.ri, c.r, gx, gw);
-    double ex = fd_err(rms_loss, &c, c.x, 24, gx), ew = fd_err(rms_loss, &c, c.w, 6, gw);
+    double ex = tu_fd_error(rms_loss, &c, c.x, 24, gx), ew = tu_fd_error(rms_loss, &c, c.w, 6, gw);
     print_message("rmsnorm: gx %.2e gw %.2e\n", ex, ew);
     assert_true(ex < 1e-6 && ew < 1e-6);
     free(c.x); free(c.w); free(c.r); free(c.y); free(c.ri); free(gx); free(gw);
@@ -106,7 +86,7 @@ static void rope_grad(void **state) {
     double n0 = dot(c.x + 90, c.x + 90, 18), n1 = dot(c.y + 90, c.y + 90, 18);
     assert_true(fabs(n0 - n1) < 1e-12 * n0);
     qerr__rope_d(2, 5, 3, 6, c.cs, c.sn, g, 1);
-    double e = fd_err(rope_loss, &c, c.x, 180, g);
+    double e = tu_fd_error(rope_loss, &c, c.x, 180, g);
     print_message("rope: gx %.2e\n", e);
     assert_true(e < 1e-6);
     free(c.x); free(c.r); free(c.y); free(c.cs); free(c.sn); free(g);
@@ -142,8 +122,8 @@ static void attention_grad(void **state) {
            *gv = malloc(sizeof(double) * (size_t)nk);
     assert_int_equal(qerr__attention_bwd_d(B, T, H, KV, D, c.q, c.k, c.v, c.p, c.r, gq, gk, gv),
                      QERR_OK);
-    double eq = fd_err(att_loss, &c, c.q, nq, gq), ek = fd_err(att_loss, &c, c.k, nk, gk),
-           ev = fd_err(att_loss, &c, c.v, nk, gv);
+    double eq = tu_fd_error(att_loss, &c, c.q, nq, gq), ek = tu_fd_error(att_loss, &c, c.k, nk, gk),
+           ev = tu_fd_error(att_loss, &c, c.v, nk, gv);
     print_message("attention: gq %.2e gk %.2e gv %.2e\n", eq, ek, ev);
     assert_true(eq < 1e-6 && ek < 1e-6 && ev < 1e-6);
     free(c.q); free(c.k); free(c.v); free(c.p); free(c.o); free(c.r); free(gq); free(gk); free(gv);
@@ -162,7 +142,7 @@ static void swiglu_grad(void **state) {
     for (int i = 0; i < 30; i++) c.g[i] *= 4;
     double *gg = malloc(sizeof(double) * 30), *gu = malloc(sizeof(double) * 30);
     qerr__swiglu_bwd_d(30, c.g, c.u, c.r, gg, gu);
-    double eg = fd_err(sw_loss, &c, c.g, 30, gg), eu = fd_err(sw_loss, &c, c.u, 30, gu);
+    double eg = tu_fd_error(sw_loss, &c, c.g, 30, gg), eu = tu_fd_error(sw_loss, &c, c.u, 30, gu);
     print_message("swiglu: gg %.2e gu %.2e\n", eg, eu);
     assert_true(eg < 1e-6 && eu < 1e-6);
     free(c.g); free(c.u); free(c.m); free(c.r); free(gg); free(gu);

@@ -21,24 +21,6 @@ static double *rnd(int64_t n, uint64_t seed) {
     return d;
 }
 
-static double fd_err(double (*f)(void *), void *ctx, double *param, int64_t n,
-                     const double *grad) {
-    const double h = 1e-5;
-    double gmax = 0, worst = 0;
-    for (int64_t i = 0; i < n; i++) gmax = fmax(gmax, fabs(grad[i]));
-    for (int64_t i = 0; i < n; i++) {
-        double p = param[i];
-        param[i] = p + h;
-        double fp = f(ctx);
-        param[i] = p - h;
-        double fm = f(ctx);
-        param[i] = p;
-        double e = fabs((fp - fm) / (2 * h) - grad[i]) / fmax(fabs(grad[i]), 1e-2 * gmax + 1e-300);
-        worst = fmax(worst, e);
-    }
-    return worst;
-}
-
 typedef struct { int64_t rows, n1, n2; double *p1, *p2, *c, *x, *y, *r; } kr_ctx;
 static double kr_loss(void *p) {
     kr_ctx *k = p;
@@ -71,8 +53,8 @@ static void kron_forward_backward(void **state) {
     double *gx = malloc(sizeof(double) * rows * n), *g1 = calloc(9, sizeof(double)),
            *g2 = calloc(25, sizeof(double)), *gc = calloc(n, sizeof(double));
     assert_int_equal(qerr__kron_bwd_d(rows, n1, n2, k.p1, k.p2, k.c, k.x, k.r, gx, g1, g2, gc), 0);
-    double ex = fd_err(kr_loss, &k, k.x, rows * n, gx), e1 = fd_err(kr_loss, &k, k.p1, 9, g1),
-           e2 = fd_err(kr_loss, &k, k.p2, 25, g2), ec = fd_err(kr_loss, &k, k.c, n, gc);
+    double ex = tu_fd_error(kr_loss, &k, k.x, rows * n, gx), e1 = tu_fd_error(kr_loss, &k, k.p1, 9, g1),
+           e2 = tu_fd_error(kr_loss, &k, k.p2, 25, g2), ec = tu_fd_error(kr_loss, &k, k.c, n, gc);
     print_message("kron backward: gx %.1e gP1 %.1e gP2 %.1e gc %.1e\n", ex, e1, e2, ec);
     assert_true(ex < 1e-6 && e1 < 1e-6 && e2 < 1e-6 && ec < 1e-6);
     /* the float variant agrees with the double one */
@@ -130,9 +112,9 @@ static void svd_factor(void **state) {
     /* the upper triangle and diagonal of the raw parameters are unused */
     for (int64_t i = 0; i < n; i++)
         for (int64_t j = i; j < n; j++) assert_true(gu[i * n + j] == 0 && gv[i * n + j] == 0);
-    double eu = fd_err(svd_loss, &s, s.f.raw_u, n * n, gu);
-    double ev = fd_err(svd_loss, &s, s.f.raw_v, n * n, gv);
-    double es = fd_err(svd_loss, &s, s.f.sigma, n, gs);
+    double eu = tu_fd_error(svd_loss, &s, s.f.raw_u, n * n, gu);
+    double ev = tu_fd_error(svd_loss, &s, s.f.raw_v, n * n, gv);
+    double es = tu_fd_error(svd_loss, &s, s.f.sigma, n, gs);
     print_message("Cayley/SVD backward: raw_u %.1e raw_v %.1e sigma %.1e\n", eu, ev, es);
     assert_true(eu < 1e-6 && ev < 1e-6 && es < 1e-6);
     /* a zero singular value is an error, not a division by zero */

@@ -100,3 +100,25 @@ double tu_layer_error(const qerr_tensor *w, const qerr_result *r, const qerr_cal
     (void)c;
     return e;
 }
+
+double tu_fd_error_step(double (*loss)(void *), void *ctx, double *param, int64_t n,
+                        const double *grad, double h) {
+    double gmax = 0, worst = 0;
+    for (int64_t i = 0; i < n; i++) gmax = fmax(gmax, fabs(grad[i]));
+    for (int64_t i = 0; i < n; i++) {
+        double p = param[i];
+        param[i] = p + h;
+        double fp = loss(ctx);
+        param[i] = p - h;
+        double fm = loss(ctx);
+        param[i] = p;
+        double e = fabs((fp - fm) / (2 * h) - grad[i]) / fmax(fabs(grad[i]), 1e-2 * gmax + 1e-300);
+        worst = fmax(worst, e);
+    }
+    return worst;
+}
+
+double tu_fd_error(double (*loss)(void *), void *ctx, double *param, int64_t n,
+                   const double *grad) {
+    return tu_fd_error_step(loss, ctx, param, n, grad, 1e-5);
+}

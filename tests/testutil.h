@@ -34,4 +34,12 @@ qerr_result *tu_quantize(const char *spec, const qerr_tensor *w, const qerr_cali
 /* Relative layer error of a result against the weight. */
 double tu_layer_error(const qerr_tensor *w, const qerr_result *r, const qerr_calib *c);
 
+/* Worst relative difference between `grad` and central differences (step h)
+ * of loss(ctx) over param[0..n), relative to max(|grad_i|, 1e-2 max|grad|).
+ * tu_fd_error uses h = 1e-5. */
+double tu_fd_error_step(double (*loss)(void *), void *ctx, double *param, int64_t n,
+                        const double *grad, double h);
+double tu_fd_error(double (*loss)(void *), void *ctx, double *param, int64_t n,
+                   const double *grad);
+
 #endif
