@@ -256,8 +256,12 @@ QERR_API int qerr_result_extra(const qerr_result *r, int index, const char **nam
                                int64_t shape[QERR_MAX_DIMS], const float **data);
 /* The quantized weight (codes, grid and outliers) as float32, rows x cols. */
 QERR_API int qerr_result_dequantize(const qerr_result *r, float *out, size_t count);
-/* Every stored byte (codes, scales, zeros, g_idx when not trivial, outliers,
- * extras) * 8 / (rows * cols). */
+/* Bits per weight of the deployment layout an engine stores, every byte
+ * counted: packed codes, fp16 scales, zeros packed at `bits` each (none when
+ * every zero is 2^(bits-1)), int32 g_idx when not trivial, outliers as CSR
+ * (fp16 value + 16-bit column, int32 row pointers), extras as fp16; times 8,
+ * over rows * cols. (The .qerr container keeps float32 scales and values for
+ * exact round trips, so it is a little larger.) */
 QERR_API double qerr_result_bits_per_weight(const qerr_result *r);
 
 /* Diagnostics, by name: "layer_error" (relative, see qerr_layer_error; NaN

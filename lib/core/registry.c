@@ -6,10 +6,16 @@
 
 extern const qerr_method qerr__rtn_method;
 extern const qerr_method qerr__gptq_method;
+extern const qerr_method qerr__quantease_method, qerr__quantease_outlier_method;
+extern const qerr_method qerr__omniquant_method, qerr__cqe_method;
+extern const qerr_method qerr__flatquant_method;
 
 static const qerr_method *const methods[] = {
     &qerr__rtn_method,
     &qerr__gptq_method,
+    &qerr__quantease_method, &qerr__quantease_outlier_method,
+    &qerr__omniquant_method, &qerr__cqe_method,
+    &qerr__flatquant_method,
 };
 
 int qerr__method_count(void) { return (int)(sizeof methods / sizeof methods[0]); }

@@ -5,8 +5,8 @@
  *
  * FlatQuant is block-wise: it cannot quantize one weight matrix alone, so the
  * layer-level `quantize` slot answers QERR_E_UNSUPPORTED. The model pipeline
- * calls qerr__flatquant_quantize_block once per decoder block instead (the
- * proposed `quantize_block` vtable slot; see docs/flatquant.md). */
+ * calls the `quantize_block` slot (qerr__flatquant_quantize_block) once per
+ * decoder block instead; see docs/model.md, "Block-wise plans". */
 #include "method.h"
 
 #include "../train/train.h"
@@ -134,8 +134,15 @@ static int flatquant_layer(const qerr_method_call *call, qerr_result **out) {
     (void)call;
     *out = NULL;
     return qerr__fail(QERR_E_UNSUPPORTED,
-                      "flatquant trains whole decoder blocks: use qerr_model_quantize, not "
-                      "qerr_quantize on one weight");
+                      "flatquant is block-wise: use qerr_model_quantize (it trains whole "
+                      "decoder blocks, not one weight)");
+}
+
+/* The vtable's block slot: FlatQuant trains on the float-path inputs
+ * (algorithms.md §0.4); x_q and the next blocks are not used. */
+static int flatquant_block(const qerr_block_call *call, qerr_result *out[QERR_LIN_COUNT]) {
+    return qerr__flatquant_quantize_block(call->ctx, call->plan, call->cfg, call->w, call->x_fp,
+                                          call->nseq, call->seq, out);
 }
 
 const qerr_method qerr__flatquant_method = {
@@ -146,4 +153,5 @@ const qerr_method qerr__flatquant_method = {
     .nparams = (int)(sizeof flatquant_params / sizeof flatquant_params[0]),
     .needs_calib = true,
     .quantize = flatquant_layer,
+    .quantize_block = flatquant_block,
 };

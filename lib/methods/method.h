@@ -6,7 +6,7 @@
 
 #include "../core/internal.h"
 
-#define QERR_METHOD_VERSION 1
+#define QERR_METHOD_VERSION 2
 
 /* What qerr_quantize hands a method, already validated: W is float32,
  * row-major, finite, rows x cols; H is the float64 Gram matrix (cols x cols,
@@ -21,6 +21,27 @@ typedef struct qerr_method_call {
     const qerr_calib *calib; /* may be NULL */
 } qerr_method_call;
 
+/* What qerr_model_quantize hands a block-wise method for one decoder block
+ * (version 2). The block types live in lib/train/train.h; they are only
+ * named here. x_fp are the block's inputs on the float path (the float
+ * model's hidden states), x_q those on the quantized path (the earlier
+ * blocks already quantized), both [nseq * seq, hidden]. next[k] are the float
+ * weights of block layer+1+k (NULL past the last block), for cross-layer
+ * learning. */
+struct qerr_block_config;
+struct qerr_block_weights_s_f;
+#define QERR_BLOCK_LOOKAHEAD 2
+typedef struct qerr_block_call {
+    const qerr_ctx *ctx; /* never NULL */
+    const qerr_plan *plan;
+    const struct qerr_block_config *cfg;
+    const struct qerr_block_weights_s_f *w;
+    const float *x_fp, *x_q;
+    const struct qerr_block_weights_s_f *next[QERR_BLOCK_LOOKAHEAD];
+    int64_t layer, layers; /* this block's index and the model's block count */
+    int64_t nseq, seq;
+} qerr_block_call;
+
 typedef struct qerr_method {
     int version; /* QERR_METHOD_VERSION; slots below are valid for version 1 */
     const char *name;
@@ -33,7 +54,26 @@ typedef struct qerr_method {
     int (*validate)(const qerr_plan *plan, int64_t rows, int64_t cols);
     /* Quantize; on failure free everything and return the status. */
     int (*quantize)(const qerr_method_call *call, qerr_result **out);
+    /* Version 2, optional: quantize a whole decoder block (block-wise
+     * methods). Fills out[QERR_LIN_*] (7 results, extras allowed); on
+     * failure frees everything and leaves out all NULL. */
+    int (*quantize_block)(const qerr_block_call *call, qerr_result *out[7]);
+    /* Version 2, optional: whether this plan is block-wise (NULL: every plan
+     * of a method with quantize_block is). For methods with both scopes,
+     * e.g. a "scope" key. */
+    bool (*block_scope)(const qerr_plan *plan);
 } qerr_method;
+
+/* The block slot of "omniquant" and "cqe" (omniquant_block_slot.c): a plan
+ * with scope=block is block-wise. */
+bool qerr__omq_scope_is_block(const qerr_plan *plan);
+int qerr__omq_block_slot(const qerr_block_call *call, qerr_result *out[7]);
+
+/* True when qerr_model_quantize must call plan's quantize_block. */
+static inline bool qerr__plan_is_blockwise(const qerr_plan *plan) {
+    const qerr_method *m = plan ? plan->method : NULL;
+    return m && m->version >= 2 && m->quantize_block && (!m->block_scope || m->block_scope(plan));
+}
 
 /* Registry (registry.c). */
 const qerr_method *qerr__method_find(const char *name);

@@ -314,11 +314,8 @@ int qerr__greedy_decode(const qerr_model *m, const uint32_t *prompt, int64_t n_p
     int rc = (X && logits) ? QERR_OK : qerr__fail(QERR_E_NOMEM, "greedy decode: out of memory");
     for (int64_t L = n_prompt; rc == QERR_OK && L < total; L++) {
         rc = qerr__embed(m, out, L, X);
-        for (int64_t l = 0; rc == QERR_OK && l < m->cfg.layers; l++) {
-            qerr_layer_weights w;
-            qerr__model_layer(m, l, &w);
-            rc = qerr__layer_forward(NULL, &m->cfg, &w, X, 1, L, NULL, NULL, -1);
-        }
+        for (int64_t l = 0; rc == QERR_OK && l < m->cfg.layers; l++)
+            rc = qerr__model_layer_run(NULL, m, l, X, 1, L);
         if (rc != QERR_OK) break;
         qerr__head(m, X + (L - 1) * d, 1, logits);
         int64_t best = 0;

@@ -266,6 +266,7 @@ int qerr_model_load(qerr_model **out, const char *dir) {
 
 void qerr_model_free(qerr_model *m) {
     if (!m) return;
+    qerr__model_rt_clear(m);
     for (int i = 0; i < m->n; i++) {
         if (!m->entries[i].alias) qerr_tensor_free(m->entries[i].t);
         free(m->entries[i].name);

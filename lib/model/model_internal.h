@@ -98,10 +98,16 @@ typedef struct qerr_layer_weights {
     const float *gate, *up, *down;
 } qerr_layer_weights;
 
+/* Per-layer run-time state of a weight-activation quantized layer (online
+ * transforms, activation / KV quantizers, folded norms), set by
+ * qerr_model_apply from block-wise results (lib/model/deployed.c). */
+typedef struct qerr_layer_rt qerr_layer_rt;
+
 struct qerr_model_s {
     qerr_model_config cfg;
     int n;
     qerr_model_entry *entries;
+    qerr_layer_rt **rt; /* [layers] or NULL; rt[l] NULL = plain float layer */
 };
 
 /* Entry index by name, or -1. */
@@ -141,6 +147,23 @@ int qerr__layer_forward_ex(const qerr_ctx *ctx, const qerr_model_config *cfg,
                            const qerr_layer_weights *w, float *X, int64_t nwin, int64_t T,
                            qerr_tap_fn tap, void *tap_user, int stop_after, float *h1_save,
                            const float *h1_from);
+/* Run decoder layer l of the model in place on X [nwin * T, hidden]: the
+ * float layer (qerr__layer_forward, bit-identical) unless the layer has
+ * run-time state, then the deployed block (lib/model/deployed.c). */
+int qerr__model_layer_run(const qerr_ctx *ctx, const qerr_model *m, int64_t l, float *X,
+                          int64_t nwin, int64_t T);
+/* Build the run-time state of layer l from its seven results r[QERR_LIN_*]
+ * (any may be NULL): *out stays NULL when they carry no online transform.
+ * ln1/ln2 are the layer's float norms. */
+int qerr__layer_rt_from_results(const qerr_model_config *cfg, const qerr_result *const r[7],
+                                qerr_layer_rt **out);
+/* The deployed layer on X in place, with its (dequantized) linear weights w. */
+int qerr__layer_rt_forward(const qerr_model_config *cfg, const qerr_layer_rt *rt,
+                           const qerr_layer_weights *w, float *X, int64_t nwin, int64_t T);
+void qerr__layer_rt_free(qerr_layer_rt *rt);
+/* Drop every layer's run-time state (back to the float forward). */
+void qerr__model_rt_clear(qerr_model *m);
+
 /* X [rows, hidden] = embedding rows of tokens (ids < vocab, checked). */
 int qerr__embed(const qerr_model *m, const uint32_t *tokens, int64_t rows, float *X);
 /* In-place RMSNorm of X [rows, d] with weight g. */

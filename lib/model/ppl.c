@@ -61,11 +61,8 @@ int qerr_model_perplexity(qerr_ctx *ctx, const qerr_model *m, const uint32_t *to
         const int64_t n = nwin - w0 < bw ? nwin - w0 : bw;
         const uint32_t *tok = tokens + w0 * ctx_len;
         rc = qerr__embed(m, tok, n * ctx_len, X);
-        for (int64_t l = 0; rc == QERR_OK && l < m->cfg.layers; l++) {
-            qerr_layer_weights w;
-            qerr__model_layer(m, l, &w);
-            rc = qerr__layer_forward(ctx, &m->cfg, &w, X, n, ctx_len, NULL, NULL, -1);
-        }
+        for (int64_t l = 0; rc == QERR_OK && l < m->cfg.layers; l++)
+            rc = qerr__model_layer_run(ctx, m, l, X, n, ctx_len); /* float or deployed */
         if (rc == QERR_OK) rc = score_batch(m, X, tok, n, ctx_len, logits, block, &nll);
         if (rc == QERR_OK) {
             rc = qerr__progress(ctx ? ctx : qerr__default_ctx(), "perplexity",

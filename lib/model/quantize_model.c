@@ -6,11 +6,16 @@
  * produce the next layer's inputs. Once q/k/v/o are final, h1 = X + attention
  * is kept, so the down_proj capture and the final pass run only the MLP.
  * lm_head stays float unless an override pattern names it (then it is
- * calibrated on the final normed states). */
+ * calibrated on the final normed states).
+ * A block-wise plan (method with quantize_block, e.g. flatquant) instead
+ * hands each whole decoder block to the method, with both the float-path
+ * and the quantized-path inputs; see quantize_block_layer. */
 #include "model_internal.h"
 #include "overrides.h"
 #include "../methods/method.h"
+#include "../train/train.h" /* the block types handed to quantize_block */
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,6 +34,7 @@ typedef struct {
     int64_t done, total; /* tensors, for progress */
     float *h1;           /* rows x hidden: the layer's X + attention(X) */
     bool h1_valid;       /* h1 holds the current layer's final attention */
+    float *x_fp;         /* block-wise plans: the float path's hidden states */
 } pipeline;
 
 typedef struct {
@@ -46,7 +52,9 @@ static int capture(void *user, int lin, const float *rows, int64_t nrows, int64_
 static const qerr_plan *plan_for(const pipeline *p, const char *name, bool is_head) {
     const qerr_override *o = qerr__overrides_match(p->ov, name);
     if (o) return o->plan;
-    return is_head ? NULL : p->plan;
+    /* a block-wise plan quantizes whole blocks only (quantize_block_layer);
+     * in a block that overrides sent down the layer path the rest stays float */
+    return is_head || qerr__plan_is_blockwise(p->plan) ? NULL : p->plan;
 }
 
 /* A copy of plan with ragged_groups=1 when group_size does not divide cols
@@ -213,7 +221,98 @@ static int run_stage(pipeline *p, int64_t l, int stage, layer_state *ls,
     return rc;
 }
 
+/* Block-wise path for layer l (no override names any of its tensors): the
+ * method quantizes the whole block from x_fp (float path) and X (quantized
+ * path); results are stored under the usual names, with their extras; X
+ * advances through the deployed block (online transforms when the results
+ * carry them, else the dequantized weights) and x_fp through the float one. */
+static int quantize_block_layer(pipeline *p, int64_t l, float *X, int64_t nwin, int64_t T) {
+    const qerr_model_config *c = &p->m->cfg;
+    qerr_block_config bc;
+    qerr__block_config_from_model(c, &bc);
+    qerr_layer_weights base, nb[QERR_BLOCK_LOOKAHEAD];
+    qerr_block_weights_f w, nw[QERR_BLOCK_LOOKAHEAD];
+    qerr__model_layer(p->m, l, &base);
+    qerr__block_weights_from_layer(&base, &w);
+    qerr_block_call call = {p->ctx, p->plan, &bc, &w, p->x_fp, X, {NULL}, l, c->layers, nwin, T};
+    for (int k = 0; k < QERR_BLOCK_LOOKAHEAD && l + 1 + k < c->layers; k++) {
+        qerr__model_layer(p->m, l + 1 + k, &nb[k]);
+        qerr__block_weights_from_layer(&nb[k], &nw[k]);
+        call.next[k] = &nw[k];
+    }
+    qerr_result *res[QERR_LIN_COUNT] = {0};
+    float *deq[QERR_LIN_COUNT] = {0};
+    qerr_layer_rt *rt = NULL;
+    const double t0 = qerr__now();
+    int rc = p->plan->method->quantize_block(&call, res);
+    if (rc != QERR_OK) {
+        char why[512];
+        snprintf(why, sizeof why, "%s", qerr_last_error());
+        return qerr__fail(rc, "model.layers.%lld: %s", (long long)l, why);
+    }
+    char spec[1024];
+    size_t need = 0;
+    rc = qerr_plan_to_string(p->plan, spec, sizeof spec, &need);
+    for (int lin = 0; lin < QERR_LIN_COUNT && rc == QERR_OK; lin++) {
+        int64_t rows = qerr_result_rows(res[lin]), cols = qerr_result_cols(res[lin]);
+        if (!res[lin]->plan && (res[lin]->plan = malloc(strlen(spec) + 1)))
+            memcpy(res[lin]->plan, spec, strlen(spec) + 1); /* as qerr_quantize stamps it */
+        deq[lin] = qerr__malloc2((size_t)rows, (size_t)cols * sizeof(float));
+        rc = deq[lin] && res[lin]->plan
+                 ? qerr_result_dequantize(res[lin], deq[lin], (size_t)(rows * cols))
+                 : qerr__fail(QERR_E_NOMEM, "model.layers.%lld: out of memory", (long long)l);
+    }
+    if (rc == QERR_OK) rc = qerr__layer_rt_from_results(c, (const qerr_result *const *)res, &rt);
+    double mse = NAN;
+    if (rc == QERR_OK) qerr_result_diag(res[QERR_LIN_Q], "block_mse_final", &mse);
+    for (int lin = 0; lin < QERR_LIN_COUNT; lin++) {
+        char name[160];
+        snprintf(name, sizeof name, "model.layers.%lld.%s.weight", (long long)l,
+                 qerr__lin_names[lin]);
+        if (rc == QERR_OK) rc = qerr_qmodel_add(p->q, name, res[lin]); /* takes it */
+        else qerr_result_free(res[lin]);
+        res[lin] = NULL;
+    }
+    if (rc == QERR_OK) {
+        qerr__clear_error();
+        qerr__log(p->ctx, QERR_LOG_INFO, "layer %lld/%lld: %s, block mse %.6g, %.2f s",
+                  (long long)l + 1, (long long)c->layers, spec, mse, qerr__now() - t0);
+        qerr_layer_weights wq = base;
+        wq.q = deq[QERR_LIN_Q]; wq.k = deq[QERR_LIN_K]; wq.v = deq[QERR_LIN_V];
+        wq.o = deq[QERR_LIN_O]; wq.gate = deq[QERR_LIN_GATE]; wq.up = deq[QERR_LIN_UP];
+        wq.down = deq[QERR_LIN_DOWN];
+        rc = rt ? qerr__layer_rt_forward(c, rt, &wq, X, nwin, T)
+                : qerr__layer_forward(p->ctx, c, &wq, X, nwin, T, NULL, NULL, -1);
+    }
+    if (rc == QERR_OK)
+        rc = qerr__layer_forward(p->ctx, c, &base, p->x_fp, nwin, T, NULL, NULL, -1);
+    qerr__layer_rt_free(rt);
+    for (int lin = 0; lin < QERR_LIN_COUNT; lin++) free(deq[lin]);
+    if (rc != QERR_OK) return rc;
+    p->done += QERR_LIN_COUNT;
+    char label[64];
+    snprintf(label, sizeof label, "layer %lld/%lld", (long long)l + 1, (long long)c->layers);
+    return qerr__progress(p->ctx, label, (double)p->done / (double)p->total);
+}
+
+/* Whether any override names a linear of layer l. */
+static bool layer_overridden(const pipeline *p, int64_t l) {
+    for (int lin = 0; lin < QERR_LIN_COUNT; lin++) {
+        char name[160];
+        snprintf(name, sizeof name, "model.layers.%lld.%s.weight", (long long)l,
+                 qerr__lin_names[lin]);
+        if (qerr__overrides_match(p->ov, name)) return true;
+    }
+    return false;
+}
+
 static int quantize_layer(pipeline *p, int64_t l, float *X, int64_t nwin, int64_t T) {
+    if (p->x_fp && !layer_overridden(p, l)) return quantize_block_layer(p, l, X, nwin, T);
+    if (p->x_fp) { /* block-wise plan, overridden block: layer path, float path advances too */
+        qerr_layer_weights fw;
+        qerr__model_layer(p->m, l, &fw);
+        QERR_TRY(qerr__layer_forward(p->ctx, &p->m->cfg, &fw, p->x_fp, nwin, T, NULL, NULL, -1));
+    }
     qerr_layer_weights base;
     qerr__model_layer(p->m, l, &base);
     layer_state ls = {{base.q, base.k, base.v, base.o, base.gate, base.up, base.down}, {0}};
@@ -319,9 +418,18 @@ int qerr_model_quantize(qerr_ctx *ctx, const qerr_model *m, const char *plan_spe
     if (rc == QERR_OK) rc = qerr__embed(m, calib_tok, rows, X);
     const qerr_plan *head_plan = plan_for(&(pipeline){.plan = plan, .ov = &ov},
                                           "lm_head.weight", true);
-    pipeline p = {(qerr_ctx *)cx, m, plan, &ov, q, 0, 0, h1, false};
+    pipeline p = {(qerr_ctx *)cx, m, plan, &ov, q, 0, 0, h1, false, NULL};
+    if (rc == QERR_OK && qerr__plan_is_blockwise(plan)) {
+        p.x_fp = qerr__malloc2((size_t)rows, (size_t)d * sizeof(float));
+        if (p.x_fp) memcpy(p.x_fp, X, (size_t)(rows * d) * sizeof(float));
+        else rc = qerr__fail(QERR_E_NOMEM, "%s: out of memory for %lld rows", fn, (long long)rows);
+    }
     for (int64_t l = 0; l < m->cfg.layers; l++) {
         char name[160];
+        if (p.x_fp && !layer_overridden(&p, l)) {
+            p.total += QERR_LIN_COUNT;
+            continue;
+        }
         for (int lin = 0; lin < QERR_LIN_COUNT; lin++) {
             snprintf(name, sizeof name, "model.layers.%lld.%s.weight", (long long)l,
                      qerr__lin_names[lin]);
@@ -336,6 +444,7 @@ int qerr_model_quantize(qerr_ctx *ctx, const qerr_model *m, const char *plan_spe
     free(calib_tok);
     free(X);
     free(h1);
+    free(p.x_fp);
     qerr__overrides_free(&ov);
     qerr_plan_free(plan);
     if (rc != QERR_OK) {

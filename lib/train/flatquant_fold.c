@@ -91,13 +91,15 @@ int qerr__flatquant_fold(const qerr_flatquant_block *b, const qerr_block_weights
         for (int64_t k = 0; k < nn1; k++) out->p1[t][k] = (float)b->f1[t].p[k];
         for (int64_t k = 0; k < nn2; k++) out->p2[t][k] = (float)b->f2[t].p[k];
         bool lac = b->opts.lac && b->opts.a_bits < 16;
-        out->act_clip[t][0] = lac ? b->aclip[t][0] : 40.0; /* sigmoid(40) == 1 */
-        out->act_clip[t][1] = lac ? b->aclip[t][1] : 40.0;
+        /* the factors as a quantized model stores them (float32), so the
+         * model forward reproduces this fold exactly */
+        out->act_clip[t][0] = lac ? qerr__clip_raw_stored(b->aclip[t][0]) : 40.0;
+        out->act_clip[t][1] = lac ? qerr__clip_raw_stored(b->aclip[t][1]) : 40.0;
     }
     for (int v = 0; v < 2; v++) {
         bool lac = b->opts.lac && b->opts.kv_bits < 16;
-        out->kv_clip[v][0] = lac ? b->kvclip[v][0] : 40.0;
-        out->kv_clip[v][1] = lac ? b->kvclip[v][1] : 40.0;
+        out->kv_clip[v][0] = lac ? qerr__clip_raw_stored(b->kvclip[v][0]) : 40.0;
+        out->kv_clip[v][1] = lac ? qerr__clip_raw_stored(b->kvclip[v][1]) : 40.0;
     }
     out->a_bits = b->opts.a_bits;
     out->kv_bits = b->opts.kv_bits;

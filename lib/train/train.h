@@ -72,6 +72,17 @@ int qerr__fq_check(const qerr_fq_spec *spec, int64_t cols);
 int64_t qerr__fq_clip_pairs(const qerr_fq_spec *spec, int64_t rows, int64_t cols);
 
 static inline double qerr__sigmoid(double x) { return 1.0 / (1.0 + exp(-x)); }
+/* Raw clip parameter of a clip factor sigmoid(raw) stored as float32 (how a
+ * quantized model carries it); 40 stands for "no clipping". */
+static inline double qerr__clip_raw_of_factor(float f) {
+    if (!(f < 1.0f)) return 40.0; /* sigmoid(40) == 1 in double */
+    if (!(f > 0.0f)) return -40.0;
+    return log((double)f / (1.0 - (double)f));
+}
+/* raw rounded through its stored float32 factor: what a deployed model uses. */
+static inline double qerr__clip_raw_stored(double raw) {
+    return qerr__clip_raw_of_factor((float)qerr__sigmoid(raw));
+}
 
 /* ---- Kronecker factors with Cayley-orthogonal U, V and learnable singular
  *      values: P = U diag(s) V^T, P^-T = U diag(1/s) V^T (analytic inverse).
