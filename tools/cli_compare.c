@@ -9,10 +9,26 @@
 
 #define MAX_PLANS 256
 
-/* Grids of the default list, each tried with rtn, gptq, then every other
- * method of the library (so methods added later appear by themselves). */
-static const char *const default_grids[] = {"bits=4,group_size=128", "bits=3,group_size=128",
-                                            "bits=2,group_size=64"};
+/* The default list: the baselines and the layer-wise methods at the usual
+ * grids, outliers at W3, and W4A4 (RTN against FlatQuant, few epochs so the
+ * demo stays a few minutes long). Methods of the library that this list does
+ * not name are appended at bits=3,group_size=128, so later methods appear by
+ * themselves. */
+static const char *const default_list[] = {
+    "rtn:bits=4,group_size=128",
+    "gptq:bits=4,group_size=128",
+    "quantease:bits=4,group_size=128",
+    "rtn:bits=3,group_size=128",
+    "gptq:bits=3,group_size=128",
+    "quantease:bits=3,group_size=128",
+    "quantease_outlier:bits=3,outlier_fraction=0.01",
+    "rtn:bits=2,group_size=64",
+    "gptq:bits=2,group_size=64",
+    "quantease:bits=2,group_size=64",
+    "flatquant:bits=4,a_bits=4,epochs=0,lwc=0,lac=0,diag=0,init=identity",
+    "flatquant:bits=4,a_bits=4,epochs=3",
+};
+#define FALLBACK_GRID "bits=3,group_size=128"
 
 typedef struct plan_list {
     char *spec[MAX_PLANS];
@@ -30,36 +46,34 @@ static void add_plan(plan_list *l, const char *spec, size_t len) {
     l->spec[l->n++] = s;
 }
 
-/* Methods in report order: rtn, gptq, then the others as the library lists them. */
-static int method_order(const char **names, int cap) {
-    int n = 0;
-    const char *first[] = {"rtn", "gptq"};
-    for (int k = 0; k < 2; k++)
-        if (qerr_method_summary(first[k]) && n < cap) names[n++] = first[k];
-    for (int i = 0; i < qerr_method_count() && n < cap; i++) {
-        const char *m = qerr_method_name(i);
-        if (m && strcmp(m, "rtn") != 0 && strcmp(m, "gptq") != 0) names[n++] = m;
-    }
-    return n;
+static bool listed(const char *method) {
+    size_t n = strlen(method);
+    for (size_t i = 0; i < sizeof default_list / sizeof default_list[0]; i++)
+        if (strncmp(default_list[i], method, n) == 0 && default_list[i][n] == ':') return true;
+    return false;
 }
 
 static void default_plans(plan_list *l) {
-    const char *methods[64];
-    int nm = method_order(methods, 64);
-    for (size_t g = 0; g < sizeof default_grids / sizeof default_grids[0]; g++)
-        for (int i = 0; i < nm; i++) {
-            char spec[256];
-            snprintf(spec, sizeof spec, "%s:%s", methods[i], default_grids[g]);
-            qerr_plan *p;
-            int rc = qerr_plan_parse(&p, spec);
-            if (rc == QERR_OK) {
-                qerr_plan_free(p);
-                add_plan(l, spec, strlen(spec));
-            } else if (rc != QERR_E_UNSUPPORTED && g == 0) {
-                /* a method without these keys runs once, at its defaults */
-                add_plan(l, methods[i], strlen(methods[i]));
-            }
+    for (size_t i = 0; i < sizeof default_list / sizeof default_list[0]; i++) {
+        qerr_plan *p;
+        if (qerr_plan_parse(&p, default_list[i]) != QERR_OK) continue; /* not in this build */
+        qerr_plan_free(p);
+        add_plan(l, default_list[i], strlen(default_list[i]));
+    }
+    for (int i = 0; i < qerr_method_count(); i++) {
+        const char *m = qerr_method_name(i);
+        if (!m || listed(m)) continue;
+        char spec[256];
+        snprintf(spec, sizeof spec, "%s:%s", m, FALLBACK_GRID);
+        qerr_plan *p;
+        int rc = qerr_plan_parse(&p, spec);
+        if (rc == QERR_OK) {
+            qerr_plan_free(p);
+            add_plan(l, spec, strlen(spec));
+        } else if (rc != QERR_E_UNSUPPORTED) {
+            add_plan(l, m, strlen(m)); /* no such keys: run once at its defaults */
         }
+    }
 }
 
 static void parse_plans(plan_list *l, const char *text) {
@@ -157,9 +171,11 @@ int cli_cmd_compare(int argc, char **argv) {
         "Quantize a model with each plan, apply it, and tabulate bits/weight (mean over the\n"
         "quantized tensors, weighted by size), perplexity, its increase over float, and the\n"
         "quantize time.",
-        "The default plans are rtn and gptq, then every other method of the library, at\n"
-        "bits=4,group_size=128, bits=3,group_size=128 and bits=2,group_size=64; a method that\n"
-        "has no such keys runs once with its defaults, and plans a method does not support\n"
+        "The default plans are rtn, gptq and quantease at bits=4,group_size=128,\n"
+        "bits=3,group_size=128 and bits=2,group_size=64, quantease_outlier at bits=3 with 1%\n"
+        "outliers, and W4A4 as RTN (flatquant with nothing learned) against flatquant\n"
+        "(3 epochs); every other method of the library runs at bits=3,group_size=128 (or at\n"
+        "its defaults when it has no such keys). Plans a method does not support\n"
         "(QERR_E_UNSUPPORTED) are skipped.\n",
         opts, (int)(sizeof opts / sizeof opts[0])};
     bool help;
