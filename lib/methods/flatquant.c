@@ -1,7 +1,8 @@
 /* FlatQuant (Sun et al., arXiv 2410.09426; algorithms.md §6) as a method:
  * the plan keys, and the block-level entry point that trains one decoder
  * block's transforms (lib/train/flatquant_block.c), folds them in float64 and
- * rounds every linear weight of the block to the FlatQuant symmetric grid.
+ * rounds every linear weight of the block to the FlatQuant symmetric grid
+ * (weight_quantizer=rtn) or with GPTQ on H of its transformed input (gptq).
  *
  * FlatQuant is block-wise: it cannot quantize one weight matrix alone, so the
  * layer-level `quantize` slot answers QERR_E_UNSUPPORTED. The model pipeline
@@ -11,6 +12,7 @@
 
 #include "../train/train.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 static const qerr_param_def flatquant_params[] = {
@@ -32,6 +34,9 @@ static const qerr_param_def flatquant_params[] = {
     {"loss_norm", QERR_PARAM_BOOL, 1, 0, 1, NULL, "train on loss / loss.detach() as the authors"},
     {"init", QERR_PARAM_CHOICE, 0, 0, 0, "random|identity",
      "initial Kronecker factors: random orthogonal (the paper) or the identity"},
+    {"weight_quantizer", QERR_PARAM_CHOICE, 0, 0, 0, "rtn|gptq",
+     "how the folded weights are rounded: RTN on the FlatQuant grid, or GPTQ (symmetric, "
+     "damp 0.01) with H of each weight's transformed input, true-sequential in the block"},
 };
 
 /* The trainer's options from a flatquant plan; the seed comes from ctx. */
@@ -69,6 +74,92 @@ static int add_transform(qerr_result *r, const qerr_flatquant_block *b,
     return qerr__result_add_extra(r, "flatquant.act_clip", 1, s3, clip);
 }
 
+/* GPTQ of one folded weight with H = gram (n x n, upper triangle filled):
+ * symmetric grid, flatquant's bits and group size, damp 0.01, no act order. */
+static int gptq_folded(const qerr_ctx *ctx, const qerr_flatquant_opts *o, const float *w,
+                       int64_t rows, int64_t cols, double *gram, int64_t nsamples,
+                       qerr_result **out) {
+    extern const qerr_method qerr__gptq_method;
+    for (int64_t i = 0; i < cols; i++) /* GPTQ wants the full symmetric H */
+        for (int64_t j = 0; j < i; j++) gram[i * cols + j] = gram[j * cols + i];
+    qerr_plan *gp;
+    QERR_TRY(qerr_plan_create(&gp, "gptq"));
+    int64_t g = o->w_group > 0 && o->w_group < cols ? o->w_group : -1;
+    int rc = qerr_plan_set_int(gp, "bits", o->w_bits);
+    if (rc == QERR_OK) rc = qerr_plan_set_int(gp, "group_size", g);
+    if (rc == QERR_OK && g > 0 && cols % g) rc = qerr_plan_set_int(gp, "ragged_groups", 1);
+    if (rc == QERR_OK) rc = qerr_plan_set_int(gp, "symmetric", 1);
+    if (rc == QERR_OK) rc = qerr_plan_set_int(gp, "act_order", 0);
+    if (rc == QERR_OK) rc = qerr_plan_set_double(gp, "damp", 0.01);
+    if (rc == QERR_OK) {
+        qerr_method_call call = {ctx, gp, w, rows, cols, gram, nsamples, NULL};
+        rc = qerr__gptq_method.quantize(&call, out);
+    }
+    qerr_plan_free(gp);
+    return rc;
+}
+
+/* GPTQ of the folded weights, true-sequential inside the block: stage t
+ * (q/k/v, o, gate/up, down) takes H from the deployed block whose earlier
+ * stages already run their quantized weights and later ones the folded float
+ * weights, fed with the block's calibration inputs x. */
+static int gptq_block(const qerr_ctx *ctx, const qerr_block_config *cfg,
+                      const qerr_flatquant_opts *o, const qerr_flatquant_folded *f,
+                      const float *x, int64_t nseq, int64_t seq,
+                      qerr_result *out[QERR_LIN_COUNT]) {
+    static const int stage_of[QERR_LIN_COUNT] = {0, 0, 0, 1, 2, 2, 3};
+    const float *wq[QERR_LIN_COUNT];
+    float *deq[QERR_LIN_COUNT] = {0};
+    for (int l = 0; l < QERR_LIN_COUNT; l++) wq[l] = f->w[l];
+    const int64_t nb = nseq < o->batch ? nseq : o->batch, d = cfg->hidden;
+    float *y = qerr__malloc2((size_t)(nb * seq), (size_t)d * sizeof(float));
+    QERR_CHECK(y, QERR_E_NOMEM, "flatquant gptq: out of memory");
+    qerr_block_cache_f *cache = NULL;
+    int rc = QERR_OK;
+    for (int t = 0; t < QERR_FQB_T && rc == QERR_OK; t++) {
+        int64_t rows, n = 0;
+        for (int l = 0; l < QERR_LIN_COUNT; l++)
+            if (stage_of[l] == t) qerr__block_linear_shape(cfg, l, &rows, &n);
+        double *gram[QERR_FQB_T] = {0};
+        gram[t] = qerr__malloc2((size_t)n, (size_t)n * sizeof(double));
+        if (gram[t]) memset(gram[t], 0, (size_t)(n * n) * sizeof(double));
+        if (!gram[t]) {
+            rc = qerr__fail(QERR_E_NOMEM, "flatquant gptq: out of memory for H (%lld)",
+                            (long long)n);
+            break;
+        }
+        for (int64_t s0 = 0; s0 < nseq && rc == QERR_OK; s0 += nb) {
+            const int64_t m = nseq - s0 < nb ? nseq - s0 : nb;
+            if (!cache || cache->batch != m) { /* the last chunk may be shorter */
+                qerr__block_cache_free_f(cache);
+                cache = NULL;
+                rc = qerr__block_cache_create_f(cfg, m, seq, &cache);
+                if (rc != QERR_OK) break;
+            }
+            rc = qerr__flatquant_deployed_gram(cfg, f, wq, cache, x + s0 * seq * d, y, gram);
+        }
+        for (int l = 0; l < QERR_LIN_COUNT && rc == QERR_OK; l++) {
+            if (stage_of[l] != t) continue;
+            int64_t r, c;
+            qerr__block_linear_shape(cfg, l, &r, &c);
+            rc = gptq_folded(ctx, o, f->w[l], r, c, gram[t], nseq * seq, &out[l]);
+            if (rc != QERR_OK) break;
+            deq[l] = qerr__malloc2((size_t)(r * c), sizeof(float));
+            if (!deq[l]) {
+                rc = qerr__fail(QERR_E_NOMEM, "flatquant gptq: out of memory");
+                break;
+            }
+            qerr__result_dequant(out[l], deq[l]);
+            wq[l] = deq[l];
+        }
+        free(gram[t]);
+    }
+    qerr__block_cache_free_f(cache);
+    free(y);
+    for (int l = 0; l < QERR_LIN_COUNT; l++) free(deq[l]);
+    return rc;
+}
+
 int qerr__flatquant_quantize_block(const qerr_ctx *ctx, const qerr_plan *plan,
                                    const qerr_block_config *cfg, const qerr_block_weights_f *w,
                                    const float *x, int64_t nseq, int64_t seq,
@@ -88,10 +179,12 @@ int qerr__flatquant_quantize_block(const qerr_ctx *ctx, const qerr_plan *plan,
         return rc;
     }
     const int64_t sh[1] = {cfg->hidden};
+    const bool use_gptq = qerr__plan_choice(plan, "weight_quantizer") == 1;
+    if (use_gptq) rc = gptq_block(ctx, cfg, &o, &f, x, nseq, seq, out);
     for (int l = 0; l < QERR_LIN_COUNT && rc == QERR_OK; l++) {
         int64_t rows, cols;
         qerr__block_linear_shape(cfg, l, &rows, &cols);
-        rc = qerr__flatquant_rtn(f.w[l], rows, cols, o.w_bits, o.w_group, &out[l]);
+        if (!use_gptq) rc = qerr__flatquant_rtn(f.w[l], rows, cols, o.w_bits, o.w_group, &out[l]);
         if (rc != QERR_OK) break;
         qerr_result *r = out[l];
         /* the online transform and the folded norm travel with the first
@@ -118,6 +211,7 @@ int qerr__flatquant_quantize_block(const qerr_ctx *ctx, const qerr_plan *plan,
         qerr__result_set_diag(r, "block_mse_init", b->mse_init);
         qerr__result_set_diag(r, "block_mse_final", b->mse_final);
         qerr__result_set_diag(r, "epochs", b->epochs_done);
+        qerr__result_set_diag(r, "weight_gptq", use_gptq ? 1 : 0);
         qerr__result_set_diag(r, "seconds", qerr__now() - t0);
     }
     qerr__flatquant_folded_free(&f);

@@ -4,6 +4,7 @@
  * activation quantization). */
 #include "train.h"
 
+#include <cblas.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -139,7 +140,16 @@ typedef struct {
     qerr_fq_spec aspec, kvspec;
     bool act_q;
     float *tmp;
+    double *gram[QERR_FQB_T]; /* non-NULL: accumulate y^T y of that transform's output */
+    double *rowsd;            /* scratch: one chunk of y in float64 */
 } deployed;
+
+/* gram (+=) y^T y, full symmetric, in float64 (GPTQ's H of that input). */
+static void gram_add(double *gram, double *yd, int64_t rows, int64_t cols, const float *y) {
+    for (int64_t k = 0; k < rows * cols; k++) yd[k] = (double)y[k];
+    cblas_dsyrk(CblasRowMajor, CblasUpper, CblasTrans, (int)cols, (int)rows, 1.0, yd,
+                (int)cols, 1.0, gram, (int)cols);
+}
 
 static int dep_act(void *u, int site, int64_t rows, int64_t cols, const float *x, float *y) {
     deployed *d = u;
@@ -150,24 +160,38 @@ static int dep_act(void *u, int site, int64_t rows, int64_t cols, const float *x
     int t = site == QERR_SITE_ATTN_IN ? 0 : site == QERR_SITE_O_IN ? 1 : site == QERR_SITE_MLP_IN ? 2 : 3;
     int64_t n1, n2;
     qerr__decompose_dim(cols, &n1, &n2);
-    if (!d->act_q) return qerr__kron_fwd_f(rows, n1, n2, d->f->p1[t], d->f->p2[t], NULL, x, y);
-    QERR_TRY(qerr__kron_fwd_f(rows, n1, n2, d->f->p1[t], d->f->p2[t], NULL, x, d->tmp));
-    qerr__fq_fwd_f(&d->aspec, rows, cols, d->f->act_clip[t], d->tmp, y);
+    if (!d->act_q) {
+        QERR_TRY(qerr__kron_fwd_f(rows, n1, n2, d->f->p1[t], d->f->p2[t], NULL, x, y));
+    } else {
+        QERR_TRY(qerr__kron_fwd_f(rows, n1, n2, d->f->p1[t], d->f->p2[t], NULL, x, d->tmp));
+        qerr__fq_fwd_f(&d->aspec, rows, cols, d->f->act_clip[t], d->tmp, y);
+    }
+    if (d->gram[t]) gram_add(d->gram[t], d->rowsd, rows, cols, y);
     return QERR_OK;
 }
 
-int qerr__flatquant_deployed_forward(const qerr_block_config *cfg, const qerr_flatquant_folded *f,
-                                     const float *const wq[QERR_LIN_COUNT],
-                                     qerr_block_cache_f *cache, const float *x, float *y) {
+static int deployed_run(const qerr_block_config *cfg, const qerr_flatquant_folded *f,
+                        const float *const wq[QERR_LIN_COUNT], qerr_block_cache_f *cache,
+                        const float *x, float *y, double *const gram[QERR_FQB_T]) {
     const int a_bits = f->a_bits, kv_bits = f->kv_bits;
     int64_t maxc = cfg->hidden > cfg->inter ? cfg->hidden : cfg->inter;
     int64_t qd = cfg->heads * cfg->head_dim;
     maxc = qd > maxc ? qd : maxc;
     deployed d = {f, cfg, {a_bits < 16 ? a_bits : 8, QERR_FQ_SYM, QERR_FQ_CLIP_SCALE, -1, true},
                   {kv_bits < 16 ? kv_bits : 8, QERR_FQ_ASYM0, QERR_FQ_CLIP_SCALE, f->head_dim, true},
-                  a_bits < 16, NULL};
+                  a_bits < 16, NULL, {NULL}, NULL};
+    bool capture = false;
+    for (int t = 0; t < QERR_FQB_T; t++) {
+        d.gram[t] = gram ? gram[t] : NULL;
+        capture = capture || d.gram[t];
+    }
     d.tmp = qerr__malloc2((size_t)(cache->rows * maxc), sizeof(float));
-    QERR_CHECK(d.tmp, QERR_E_NOMEM, "flatquant: out of memory");
+    if (capture) d.rowsd = qerr__malloc2((size_t)(cache->rows * maxc), sizeof(double));
+    if (!d.tmp || (capture && !d.rowsd)) {
+        free(d.tmp);
+        free(d.rowsd);
+        return qerr__fail(QERR_E_NOMEM, "flatquant: out of memory");
+    }
     qerr_block_weights_f w;
     for (int l = 0; l < QERR_LIN_COUNT; l++) w.w[l] = wq[l];
     w.ln1 = f->ln1;
@@ -179,5 +203,19 @@ int qerr__flatquant_deployed_forward(const qerr_block_config *cfg, const qerr_fl
     if (kv_bits < 16) hk.act_mask |= (1u << QERR_SITE_K) | (1u << QERR_SITE_V);
     int rc = qerr__block_forward_f(cache, &w, &hk, x, y);
     free(d.tmp);
+    free(d.rowsd);
     return rc;
+}
+
+int qerr__flatquant_deployed_forward(const qerr_block_config *cfg, const qerr_flatquant_folded *f,
+                                     const float *const wq[QERR_LIN_COUNT],
+                                     qerr_block_cache_f *cache, const float *x, float *y) {
+    return deployed_run(cfg, f, wq, cache, x, y, NULL);
+}
+
+int qerr__flatquant_deployed_gram(const qerr_block_config *cfg, const qerr_flatquant_folded *f,
+                                  const float *const wq[QERR_LIN_COUNT],
+                                  qerr_block_cache_f *cache, const float *x, float *y,
+                                  double *const gram[QERR_FQB_T]) {
+    return deployed_run(cfg, f, wq, cache, x, y, gram);
 }

@@ -223,6 +223,13 @@ int qerr__flatquant_rtn(const float *w, int64_t rows, int64_t cols, int bits, in
 int qerr__flatquant_deployed_forward(const qerr_block_config *cfg, const qerr_flatquant_folded *f,
                                      const float *const wq[QERR_LIN_COUNT],
                                      qerr_block_cache_f *cache, const float *x, float *y);
+/* The same, and gram[t] (+=) Y_t^T Y_t (upper triangle only, row-major) for
+ * every non-NULL gram[t], Y_t being what the weights behind transform t see
+ * (X P, activation-quantized when a_bits < 16): GPTQ's H of those weights. */
+int qerr__flatquant_deployed_gram(const qerr_block_config *cfg, const qerr_flatquant_folded *f,
+                                  const float *const wq[QERR_LIN_COUNT],
+                                  qerr_block_cache_f *cache, const float *x, float *y,
+                                  double *const gram[QERR_FQB_T]);
 
 /* ---- the method's block-level entry (lib/methods/flatquant.c) ------------- */
 /* Options from a "flatquant" plan. */
