@@ -13,24 +13,13 @@ static const qerr_param_def cqe_params[] = {
     {"mask_width", QERR_PARAM_INT, 2, 1, 1 << 30, NULL, "half-width of the band mask"},
     {"mask_block", QERR_PARAM_INT, 0, 0, 1 << 30, NULL,
      "side of the top-left block mask; 0 = min(64, rank)"},
-    {"steps", QERR_PARAM_INT, 200, 0, 100000, NULL,
-     "full-batch AdamW steps on the layer objective"},
+    QERR_PDEF_CQE_STEPS,
     {"lr", QERR_PARAM_DOUBLE, 2e-4, 0, 10, NULL, "learning rate of D (LSI's 2e-4)"},
-    {"lwc_lr", QERR_PARAM_DOUBLE, 1e-2, 0, 10, NULL, "learning rate of the clipping parameters"},
+    QERR_PDEF_CQE_LWC_LR,
     {"lwc", QERR_PARAM_BOOL, 1, 0, 1, NULL, "learn the clipping (else fixed at clip_init)"},
-    {"clip_init", QERR_PARAM_DOUBLE, 4.0, -20, 20, NULL,
-     "initial raw clip parameter (sigmoid(4) = 0.982 of max and min)"},
-    {"keep_best", QERR_PARAM_BOOL, 1, 0, 1, NULL,
-     "fold the step with the lowest true layer objective (else the last)"},
-    {"scope", QERR_PARAM_CHOICE, 0, 0, 0, "layer|block",
-     "layer: train on tr(E H E^T) per weight (qerr_quantize); block: train whole decoder blocks "
-     "on the block MSE (model pipeline, qerr__omniquant_quantize_block)"},
-    {"cross_layer", QERR_PARAM_BOOL, 0, 0, 1, NULL,
-     "scope=block: add lambda x the error of the float next block(s) on this block's output"},
-    {"lookahead", QERR_PARAM_INT, 1, 1, 2, NULL, "scope=block: next blocks in the cross-layer loss"},
-    {"lambda", QERR_PARAM_DOUBLE, 1.0, 0, 1000, NULL, "scope=block: weight of the look-ahead terms"},
-    {"epochs", QERR_PARAM_INT, 20, 0, 100000, NULL, "scope=block: training epochs per block"},
-    {"batch", QERR_PARAM_INT, 1, 1, 1 << 20, NULL, "scope=block: calibration sequences per step"},
+    QERR_PDEF_CQE_CLIP_INIT,
+    QERR_PDEF_CQE_KEEP_BEST,
+    QERR_PDEF_CQE_BLOCK_SCOPE,
 };
 
 static int cqe_mask(const qerr_plan *p) {
@@ -54,10 +43,7 @@ static int cqe_validate(const qerr_plan *p, int64_t rows, int64_t cols) {
 
 static int cqe_quantize(const qerr_method_call *call, qerr_result **out) {
     const qerr_plan *p = call->plan;
-    if (qerr__plan_choice(p, "scope") == 1)
-        return qerr__fail(QERR_E_UNSUPPORTED,
-                          "%s scope=block trains whole decoder blocks: use qerr_model_quantize, "
-                          "not qerr_quantize on one weight", qerr_plan_method(p));
+    QERR_TRY(qerr__cqe_refuse_block_scope(p));
     int64_t g;
     QERR_TRY(qerr__plan_group_size(p, call->cols, &g));
     qerr_cqe_opts o = {

@@ -319,3 +319,10 @@ int qerr__cqe_run(const qerr_method_call *call, const qerr_cqe_opts *o, const ch
     *out = r;
     return QERR_OK;
 }
+
+int qerr__cqe_refuse_block_scope(const qerr_plan *p) {
+    if (qerr__plan_choice(p, "scope") != 1) return QERR_OK;
+    return qerr__fail(QERR_E_UNSUPPORTED,
+                      "%s scope=block trains whole decoder blocks: use qerr_model_quantize, "
+                      "not qerr_quantize on one weight", qerr_plan_method(p));
+}

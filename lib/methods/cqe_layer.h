@@ -90,4 +90,32 @@ int qerr__cqe_layer_encode(qerr_cqe_layer *st, qerr_result **out);
 int qerr__cqe_run(const qerr_method_call *call, const qerr_cqe_opts *o, const char *stage,
                   qerr_result **out);
 
+/* Plan keys shared by omniquant and cqe (same text, same ranges). */
+#define QERR_PDEF_CQE_STEPS \
+    {"steps", QERR_PARAM_INT, 200, 0, 100000, NULL, \
+     "full-batch AdamW steps on the layer objective"}
+#define QERR_PDEF_CQE_LWC_LR \
+    {"lwc_lr", QERR_PARAM_DOUBLE, 1e-2, 0, 10, NULL, "learning rate of the clipping parameters"}
+#define QERR_PDEF_CQE_CLIP_INIT \
+    {"clip_init", QERR_PARAM_DOUBLE, 4.0, -20, 20, NULL, \
+     "initial raw clip parameter (sigmoid(4) = 0.982 of max and min)"}
+#define QERR_PDEF_CQE_KEEP_BEST \
+    {"keep_best", QERR_PARAM_BOOL, 1, 0, 1, NULL, \
+     "fold the step with the lowest true layer objective (else the last)"}
+/* The keys of the block-wise path (scope=block), last in both tables. */
+#define QERR_PDEF_CQE_BLOCK_SCOPE \
+    {"scope", QERR_PARAM_CHOICE, 0, 0, 0, "layer|block", \
+     "layer: train on tr(E H E^T) per weight (qerr_quantize); block: train whole decoder blocks " \
+     "on the block MSE (model pipeline, qerr__omniquant_quantize_block)"}, \
+    {"cross_layer", QERR_PARAM_BOOL, 0, 0, 1, NULL, \
+     "scope=block: add lambda x the error of the float next block(s) on this block's output"}, \
+    {"lookahead", QERR_PARAM_INT, 1, 1, 2, NULL, "scope=block: next blocks in the cross-layer loss"}, \
+    {"lambda", QERR_PARAM_DOUBLE, 1.0, 0, 1000, NULL, "scope=block: weight of the look-ahead terms"}, \
+    {"epochs", QERR_PARAM_INT, 20, 0, 100000, NULL, "scope=block: training epochs per block"}, \
+    {"batch", QERR_PARAM_INT, 1, 1, 1 << 20, NULL, "scope=block: calibration sequences per step"}
+
+/* QERR_E_UNSUPPORTED (message set) when the plan says scope=block: that path
+ * needs whole decoder blocks, so qerr_quantize on one weight refuses it. */
+int qerr__cqe_refuse_block_scope(const qerr_plan *p);
+
 #endif /* QERR_CQE_LAYER_H */
