@@ -351,6 +351,53 @@ int qerr__quantease_run(const qerr_method_call *call, qerr_result **out, double 
     return QERR_OK;
 }
 
+/* ---- refinement of a given on-grid result (block-wise omniquant/cqe) ---- */
+
+int qerr__quantease_refine(const qerr_ctx *ctx, const float *W, int64_t rows, int64_t cols,
+                           const double *H, int64_t nsamples, const qerr_result *start,
+                           int64_t iters, qerr_result **out) {
+    *out = NULL;
+    QERR_CHECK(start && start->rows == rows && start->cols == cols, QERR_E_SHAPE,
+               "quantease refine: the start is not a %lldx%lld result", (long long)rows,
+               (long long)cols);
+    QERR_CHECK(start->g_idx_trivial && !start->n_outliers, QERR_E_INVALID_ARG,
+               "quantease refine: the start must have consecutive groups and no outliers");
+    qerr_plan *p = NULL;
+    QERR_TRY(qerr_plan_create(&p, "quantease"));
+    const int64_t g = start->group_size < cols ? start->group_size : -1;
+    int rc = qerr_plan_set_int(p, "bits", start->bits);
+    if (rc == QERR_OK) rc = qerr_plan_set_int(p, "group_size", g);
+    if (rc == QERR_OK && g > 0 && cols % g) rc = qerr_plan_set_int(p, "ragged_groups", 1);
+    if (rc == QERR_OK) rc = qerr_plan_set_int(p, "iterations", iters);
+    if (rc == QERR_OK) rc = qerr_plan_set_int(p, "relax_every", 0); /* every sweep rounds */
+    qerr_qe_layer L;
+    memset(&L, 0, sizeof L);
+    const qerr_method_call call = {ctx ? ctx : qerr__default_ctx(), p, W, rows, cols, H,
+                                   nsamples, NULL};
+    if (rc == QERR_OK) rc = qerr__qe_prepare(&call, &L);
+    if (rc == QERR_OK && L.r->groups != start->groups)
+        rc = qerr__fail(QERR_E_SHAPE, "quantease refine: %lld groups per row, the start has %lld",
+                        (long long)L.r->groups, (long long)start->groups);
+    if (rc == QERR_OK) {
+        /* the start's grids stay fixed; Q starts on them (no act order, so the
+         * working order is the original one) */
+        memcpy(L.r->scales, start->scales, (size_t)(rows * start->groups) * sizeof(float));
+        memcpy(L.r->zeros, start->zeros, (size_t)(rows * start->groups) * sizeof(int32_t));
+        qerr__result_dequant(start, L.e.Q);
+        rc = quantease_descend(&call, &L, NULL);
+    }
+    qerr_plan_free(p);
+    if (rc != QERR_OK) {
+        qerr__qe_layer_free(&L);
+        return rc;
+    }
+    qerr__qe_store_codes(&L);
+    *out = L.r;
+    L.r = NULL;
+    qerr__qe_layer_free(&L);
+    return QERR_OK;
+}
+
 static int quantease_quantize(const qerr_method_call *call, qerr_result **out) {
     return qerr__quantease_run(call, out, NULL);
 }

@@ -99,4 +99,12 @@ int qerr__quantease_run(const qerr_method_call *call, qerr_result **out, double 
 int qerr__quantease_outlier_run(const qerr_method_call *call, qerr_result **out,
                                 double *trace);
 
+/* Coordinate descent on tr((W - Q) H (W - Q)^T) from a given on-grid result:
+ * start's grids (scales, zeros, consecutive groups) are kept, Q starts at its
+ * dequantized values and every sweep rounds, so the objective never rises
+ * above the start's (up to float rounding). *out is a new result. */
+int qerr__quantease_refine(const qerr_ctx *ctx, const float *W, int64_t rows, int64_t cols,
+                           const double *H, int64_t nsamples, const qerr_result *start,
+                           int64_t iters, qerr_result **out);
+
 #endif /* QERR_QUANTEASE_H */
