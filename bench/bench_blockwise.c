@@ -2,14 +2,22 @@
  * with the blocks run in sequence here (the model pipeline is not wired to
  * the block trainer yet):
  *   bench_blockwise DATA_DIR MODEL BITS GROUP CONFIGS [epochs] [nseq] [lr_d] [max_windows]
+ *                   [a_bits]
  * CONFIGS is a comma list of rtn, omni, lsi, sde_band, sde_blk, cl, sde_cl,
- * sde_cl2 (sde_* = diag+block:64 mask, band:2 for sde_band; cl = lookahead 1,
+ * sde_cl2, lwc (sde_* = diag+block:64 mask, band:2 for sde_band; cl = lookahead 1,
  * cl2 = lookahead 2, lambda 1). max_windows limits the eval windows (0 = all).
  * The calibration pipeline follows algorithms.md §0.4 for OmniQuant: block l
  * trains on the quantized-path inputs X_q against the float block on X_fp;
  * then X_q <- quantized block (X_q) and X_fp <- float block (X_fp). Every linear is stored as plain
  * codes / scales / zeros and dequantized; the perplexity on MODEL/eval.u32
- * at ctx 256 runs the dequantized blocks through the block engine. */
+ * at ctx 256 runs the dequantized blocks through the block engine.
+ *
+ * With a_bits < 16 (weight-activation, e.g. W4A4) every configuration runs
+ * through the library instead: qerr_model_quantize with the matching
+ * omniquant/cqe scope=block plan (a_bits, LET on except for rtn), then
+ * qerr_model_apply and qerr_model_perplexity, so the evaluation is the
+ * deployed runtime (folded norms, per-token activation quantization). The
+ * calibration windows are then the pipeline's seeded draws (ctx seed 2). */
 #include "qerr.h"
 #include "train/omniquant_block.h"
 #include "methods/cqe_layer.h"
@@ -75,6 +83,96 @@ static double perplexity(const qerr_model *m, const qerr_block_config *cfg, cons
     return exp(nll / (double)scored);
 }
 
+/* The plan of a configuration for the library path (a_bits < 16). rtn: no
+ * training, no LET, clip_init 20 (the plan's maximum: sigmoid(20) = 1 - 2e-9,
+ * i.e. min-max). */
+static void config_spec(const char *name, int bits, int64_t group, int a_bits, int epochs,
+                        double lr_d, char *spec, size_t cap) {
+    static const struct {
+        const char *name, *plan;
+    } table[] = {
+        {"rtn", "omniquant:let=0,epochs=0,clip_init=20"},
+        {"omni", "omniquant:"},
+        {"lwc", "omniquant:let=0"}, /* LWC alone + A4: the LET ablation */
+        {"lsi", "cqe:mask=diag"},
+        {"sde_band", "cqe:mask=band"},
+        {"sde_blk", "cqe:mask=diag+block"},
+        {"cl", "omniquant:cross_layer=1,lookahead=1"},
+        {"sde_cl", "cqe:mask=diag+block,cross_layer=1,lookahead=1"},
+        {"sde_cl2", "cqe:mask=diag+block,cross_layer=1,lookahead=2"},
+    };
+    for (size_t i = 0; i < sizeof table / sizeof table[0]; i++) {
+        if (strcmp(name, table[i].name) != 0) continue;
+        const char *p = table[i].plan;
+        const bool cqe = strncmp(p, "cqe:", 4) == 0;
+        const char *rest = strchr(p, ':') + 1;
+        char ep[32] = "";
+        if (!strstr(rest, "epochs=")) snprintf(ep, sizeof ep, ",epochs=%d", epochs);
+        char lr[48] = "";
+        if (cqe) snprintf(lr, sizeof lr, ",lr=%g", lr_d);
+        snprintf(spec, cap, "%s:scope=block,bits=%d,group_size=%lld,a_bits=%d%s%s%s%s",
+                 cqe ? "cqe" : "omniquant", bits, (long long)group, a_bits, *rest ? "," : "",
+                 rest, ep, lr);
+        return;
+    }
+    fprintf(stderr, "unknown config %s\n", name);
+    exit(2);
+}
+
+/* Weight-activation runs through qerr_model_quantize / apply / perplexity. */
+static void run_wa(const char *data, const char *model, const qerr_model *m, const char *list_in,
+                   int bits, int64_t group, int a_bits, int epochs, int64_t nseq, double lr_d,
+                   const uint32_t *calib, int64_t ncal, const uint32_t *eval, int64_t neval) {
+    const int64_t nwin = neval / CTX;
+    double fp;
+    if (qerr_model_perplexity(NULL, m, eval, neval, CTX, nwin, &fp, NULL, NULL)) die("ppl");
+    printf("%s eval.u32 ctx %d, %lld windows: float ppl %.4f; W%dg%lldA%d, %d epochs x %lld "
+           "seqs of %d (library pipeline, seeded windows), lr_d %g\n",
+           model, CTX, (long long)nwin, fp, bits, (long long)group, a_bits, epochs,
+           (long long)nseq, CTX, lr_d);
+    fflush(stdout);
+    qerr_ctx *ctx;
+    if (qerr_ctx_create(&ctx) || qerr_ctx_set_seed(ctx, 2)) die("ctx");
+    char *list = strdup(list_in), spec[512], path[1024];
+    for (char *name = strtok(list, ","); name; name = strtok(NULL, ",")) {
+        config_spec(name, bits, group, a_bits, epochs, lr_d, spec, sizeof spec);
+        double t0 = now();
+        qerr_qmodel *q;
+        if (qerr_model_quantize(ctx, m, spec, NULL, calib, ncal, nseq, CTX, &q)) die(spec);
+        double secs = now() - t0, sum_i = 0, sum_f = 0, sum_n = 0;
+        for (int64_t l = 0; l < m->cfg.layers; l++) {
+            char tn[160];
+            const qerr_result *r;
+            double bi = NAN, bf = NAN, nf = NAN;
+            snprintf(tn, sizeof tn, "model.layers.%lld.self_attn.q_proj.weight", (long long)l);
+            if (qerr_qmodel_get(q, tn, &r) == QERR_OK) {
+                qerr_result_diag(r, "block_mse_init", &bi);
+                qerr_result_diag(r, "block_mse_final", &bf);
+                qerr_result_diag(r, "next_mse_final", &nf);
+            }
+            printf("  %-8s block %lld: mse %.4g -> %.4g, next-block mse %.4g\n", name,
+                   (long long)l, bi, bf, nf);
+            sum_i += bi;
+            sum_f += bf;
+            if (isfinite(nf)) sum_n += nf;
+        }
+        qerr_model *mq;
+        snprintf(path, sizeof path, "%s/%s", data, model);
+        if (qerr_model_load(&mq, path) || qerr_model_apply(mq, q)) die("apply");
+        double ppl;
+        if (qerr_model_perplexity(NULL, mq, eval, neval, CTX, nwin, &ppl, NULL, NULL)) die("ppl");
+        printf("RESULT %s W%dg%lldA%d: ppl %.4f (float %.4f, +%.4f), sum block mse %.4g -> %.4g, "
+               "sum next-block mse %.4g, %.0f s [%s]\n",
+               name, bits, (long long)group, a_bits, ppl, fp, ppl - fp, sum_i, sum_f, sum_n,
+               secs, spec);
+        fflush(stdout);
+        qerr_model_free(mq);
+        qerr_qmodel_free(q);
+    }
+    free(list);
+    qerr_ctx_free(ctx);
+}
+
 static void config_opts(const char *name, qerr_omq_opts *o) {
     o->mask = QERR_CQE_MASK_NONE;
     o->lookahead = 0;
@@ -96,7 +194,7 @@ static void config_opts(const char *name, qerr_omq_opts *o) {
     } else if (strcmp(name, "sde_cl2") == 0) {
         o->mask = QERR_CQE_MASK_DIAG_BLOCK;
         o->lookahead = 2;
-    } else if (strcmp(name, "omni") != 0) {
+    } else if (strcmp(name, "omni") != 0 && strcmp(name, "lwc") != 0) {
         fprintf(stderr, "unknown config %s\n", name);
         exit(2);
     }
@@ -105,7 +203,7 @@ static void config_opts(const char *name, qerr_omq_opts *o) {
 int main(int argc, char **argv) {
     if (argc < 6) {
         fprintf(stderr, "usage: %s DATA_DIR MODEL BITS GROUP CONFIGS [epochs] [nseq] [lr_d] "
-                "[max_windows]\n",
+                "[max_windows] [a_bits]\n",
                 argv[0]);
         return 2;
     }
@@ -115,6 +213,7 @@ int main(int argc, char **argv) {
     const int64_t nseq = argc > 7 ? atoll(argv[7]) : 16;
     const double lr_d = argc > 8 ? atof(argv[8]) : 2e-4;
     const int64_t max_windows = argc > 9 ? atoll(argv[9]) : 0;
+    const int a_bits = argc > 10 ? atoi(argv[10]) : 16;
     char path[1024];
     qerr_model *m;
     snprintf(path, sizeof path, "%s/%s", argv[1], argv[2]);
@@ -127,6 +226,14 @@ int main(int argc, char **argv) {
     if (qerr_tokens_read(path, &eval, &neval)) die("eval");
     if (max_windows > 0 && neval > max_windows * CTX) neval = max_windows * CTX;
     if (ncal < nseq * CTX) die("not enough calibration tokens");
+    if (a_bits < 16) {
+        run_wa(argv[1], argv[2], m, argv[5], bits, group, a_bits, epochs, nseq, lr_d, calib, ncal,
+               eval, neval);
+        qerr_free(calib);
+        qerr_free(eval);
+        qerr_model_free(m);
+        return 0;
+    }
     qerr_block_config cfg;
     qerr__block_config_from_model(&m->cfg, &cfg);
     const int64_t L = m->cfg.layers, rows = nseq * CTX, d = cfg.hidden;

@@ -63,7 +63,7 @@ static void layer_refine_lowers_objective(void **state) {
         for (int64_t k = 0; k < 2 * m * ng; k++) clip[k] = 4.0;
         qerr_result *start = NULL, *ref = NULL;
         assert_int_equal(qerr__cqe_encode(wd, m, n, 3, g, clip, &start), QERR_OK);
-        assert_int_equal(qerr__quantease_refine(NULL, w, m, n, h, 4 * n, start, 10, &ref),
+        assert_int_equal(qerr__quantease_refine(NULL, w, m, n, h, 4 * n, start, 10, false, &ref),
                          QERR_OK);
         same_grid(start, ref);
         const uint8_t *codes = ref->codes;
@@ -75,9 +75,18 @@ static void layer_refine_lowers_objective(void **state) {
         assert_int_equal(qerr_result_diag(ref, "objective_start", &d0), QERR_OK);
         assert_int_equal(qerr_result_diag(ref, "objective_last", &d1), QERR_OK);
         assert_true(fabs(d0 - f0) <= 1e-3 * f0 && fabs(d1 - f1) <= 1e-3 * f0);
+        /* from W with QuantEase's relaxed sweeps: same grids, also far below the start */
+        qerr_result *fw = NULL;
+        assert_int_equal(qerr__quantease_refine(NULL, w, m, n, h, 4 * n, start, 30, true, &fw),
+                         QERR_OK);
+        same_grid(start, fw);
+        const double f2 = objective(w, fw, h, m, n);
+        print_message("  from W: %.4g\n", f2);
+        assert_true(f2 < 0.9 * f0);
+        qerr_result_free(fw);
         /* bad input: a start of another shape */
         qerr_result *bad = NULL;
-        assert_int_equal(qerr__quantease_refine(NULL, w, m - 1, n, h, 4 * n, start, 10, &bad),
+        assert_int_equal(qerr__quantease_refine(NULL, w, m - 1, n, h, 4 * n, start, 10, false, &bad),
                          QERR_E_SHAPE);
         assert_null(bad);
         qerr_result_free(start);
@@ -119,7 +128,7 @@ static void block_refine_keeps_grids_and_lowers_qkv(void **state) {
     assert_int_equal(qerr_plan_parse(&p0, "cqe:scope=block,bits=2,group_size=8,mask=diag,epochs=1"),
                      QERR_OK);
     assert_int_equal(qerr_plan_parse(&p1, "cqe:scope=block,bits=2,group_size=8,mask=diag,epochs=1,"
-                                          "refine=quantease,refine_iters=8"),
+                                          "refine=quantease,refine_start=learned,refine_iters=8"),
                      QERR_OK);
     assert_int_equal(qerr__omniquant_quantize_block(NULL, p0, &SMALL, &w, x, nseq, seq, plain),
                      QERR_OK);

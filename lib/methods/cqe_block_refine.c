@@ -1,11 +1,12 @@
 /* refine=quantease for block-wise omniquant/cqe: after the block is trained,
- * every linear's learned rounding (codes on the learned LWC grid) is the
- * start of QuantEase coordinate descent on that linear's own layer objective
- * tr((T - Q) H (T - Q)^T), with H = X^T X of what the linear sees on the
- * quantized path. The grids stay the learned ones and every sweep rounds, so
- * the layer objective never rises above the learned start's. True-sequential
- * inside the block: stage t (q/k/v, o, gate/up, down) takes H from the block
- * whose earlier stages already run their refined weights. */
+ * QuantEase coordinate descent on each linear's own layer objective
+ * tr((W - Q) H (W - Q)^T), with H = X^T X of what the linear sees on the
+ * quantized path, over the learned (LWC, W(D)) grids. Either from W with
+ * QuantEase's relaxed sweeps (refine_start=w), or from the learned rounding
+ * with rounded sweeps only, which never raises the layer objective above the
+ * learned start's (refine_start=learned). True-sequential inside the block:
+ * stage t (q/k/v, o, gate/up, down) takes H from the block whose earlier
+ * stages already run their refined weights. */
 #include "cqe_block_refine.h"
 
 #include "quantease.h"
@@ -59,7 +60,7 @@ static int stage_gram(const qerr_block_config *cfg, const qerr_block_weights_f *
 int qerr__omq_refine_block(const qerr_ctx *ctx, const qerr_block_config *cfg,
                            const qerr_block_weights_f *w, const float *const target[QERR_LIN_COUNT],
                            const float *x_q, int64_t nseq, int64_t seq, int64_t iters,
-                           qerr_result *out[QERR_LIN_COUNT]) {
+                           bool from_w, qerr_result *out[QERR_LIN_COUNT]) {
     QERR_CHECK(nseq >= 1 && seq >= 1 && x_q, QERR_E_INVALID_ARG, "refine: no calibration data");
     const float *wq[QERR_LIN_COUNT];
     float *deq[QERR_LIN_COUNT] = {0};
@@ -76,7 +77,7 @@ int qerr__omq_refine_block(const qerr_ctx *ctx, const qerr_block_config *cfg,
             qerr__block_linear_shape(cfg, l, &rows, &cols);
             qerr_result *r = NULL;
             rc = qerr__quantease_refine(ctx, target[l], rows, cols, gram, nseq * seq, out[l],
-                                        iters, &r);
+                                        iters, from_w, &r);
             if (rc != QERR_OK) break;
             double start = 0, last = 0;
             qerr_result_diag(r, "objective_start", &start);

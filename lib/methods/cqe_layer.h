@@ -112,7 +112,26 @@ int qerr__cqe_run(const qerr_method_call *call, const qerr_cqe_opts *o, const ch
     {"lookahead", QERR_PARAM_INT, 1, 1, 2, NULL, "scope=block: next blocks in the cross-layer loss"}, \
     {"lambda", QERR_PARAM_DOUBLE, 1.0, 0, 1000, NULL, "scope=block: weight of the look-ahead terms"}, \
     {"epochs", QERR_PARAM_INT, 20, 0, 100000, NULL, "scope=block: training epochs per block"}, \
-    {"batch", QERR_PARAM_INT, 1, 1, 1 << 20, NULL, "scope=block: calibration sequences per step"}
+    {"batch", QERR_PARAM_INT, 1, 1, 1 << 20, NULL, "scope=block: calibration sequences per step"}, \
+    {"aug_loss", QERR_PARAM_BOOL, 0, 0, 1, NULL, \
+     "scope=block: OmniQuant's aug_loss, a second MSE term against the float block run on the " \
+     "quantized-path input"}, \
+    {"a_bits", QERR_PARAM_INT, 16, 2, 16, NULL, \
+     "scope=block: bits of the per-token activation quantizers at the four linear inputs (16 = " \
+     "weight-only)"}, \
+    {"let", QERR_PARAM_BOOL, 1, 0, 1, NULL, \
+     "scope=block, a_bits < 16: learnable equivalent transforms (qkv, out, fc1 pairs; weight-only " \
+     "runs use LWC alone)"}, \
+    {"let_lr", QERR_PARAM_DOUBLE, 5e-3, 0, 1, NULL, "scope=block: learning rate of the LET scales"}, \
+    {"let_alpha", QERR_PARAM_DOUBLE, 0.5, 0, 1, NULL, \
+     "scope=block: SmoothQuant exponent of the LET init"}, \
+    {"refine", QERR_PARAM_CHOICE, 0, 0, 0, "none|quantease", \
+     "scope=block, weight-only: after training, QuantEase coordinate descent on each linear's " \
+     "layer objective (float W, H of its quantized-path input) over the learned grids"}, \
+    {"refine_start", QERR_PARAM_CHOICE, 0, 0, 0, "w|learned", \
+     "scope=block: refine from W with QuantEase's relaxed sweeps, or from the learned rounding " \
+     "with rounded sweeps only (never raises its layer objective)"}, \
+    {"refine_iters", QERR_PARAM_INT, 30, 1, 100000, NULL, "scope=block: sweeps of refine=quantease"}
 
 /* QERR_E_UNSUPPORTED (message set) when the plan says scope=block: that path
  * needs whole decoder blocks, so qerr_quantize on one weight refuses it. */

@@ -355,7 +355,7 @@ int qerr__quantease_run(const qerr_method_call *call, qerr_result **out, double 
 
 int qerr__quantease_refine(const qerr_ctx *ctx, const float *W, int64_t rows, int64_t cols,
                            const double *H, int64_t nsamples, const qerr_result *start,
-                           int64_t iters, qerr_result **out) {
+                           int64_t iters, bool from_w, qerr_result **out) {
     *out = NULL;
     QERR_CHECK(start && start->rows == rows && start->cols == cols, QERR_E_SHAPE,
                "quantease refine: the start is not a %lldx%lld result", (long long)rows,
@@ -369,7 +369,8 @@ int qerr__quantease_refine(const qerr_ctx *ctx, const float *W, int64_t rows, in
     if (rc == QERR_OK) rc = qerr_plan_set_int(p, "group_size", g);
     if (rc == QERR_OK && g > 0 && cols % g) rc = qerr_plan_set_int(p, "ragged_groups", 1);
     if (rc == QERR_OK) rc = qerr_plan_set_int(p, "iterations", iters);
-    if (rc == QERR_OK) rc = qerr_plan_set_int(p, "relax_every", 0); /* every sweep rounds */
+    /* from the start: every sweep rounds; from W: the reference schedule */
+    if (rc == QERR_OK && !from_w) rc = qerr_plan_set_int(p, "relax_every", 0);
     qerr_qe_layer L;
     memset(&L, 0, sizeof L);
     const qerr_method_call call = {ctx ? ctx : qerr__default_ctx(), p, W, rows, cols, H,
@@ -383,7 +384,8 @@ int qerr__quantease_refine(const qerr_ctx *ctx, const float *W, int64_t rows, in
          * working order is the original one) */
         memcpy(L.r->scales, start->scales, (size_t)(rows * start->groups) * sizeof(float));
         memcpy(L.r->zeros, start->zeros, (size_t)(rows * start->groups) * sizeof(int32_t));
-        qerr__result_dequant(start, L.e.Q);
+        if (from_w) memcpy(L.e.Q, W, (size_t)(rows * cols) * sizeof(float));
+        else qerr__result_dequant(start, L.e.Q);
         rc = quantease_descend(&call, &L, NULL);
     }
     qerr_plan_free(p);

@@ -102,9 +102,11 @@ int qerr__quantease_outlier_run(const qerr_method_call *call, qerr_result **out,
 /* Coordinate descent on tr((W - Q) H (W - Q)^T) from a given on-grid result:
  * start's grids (scales, zeros, consecutive groups) are kept, Q starts at its
  * dequantized values and every sweep rounds, so the objective never rises
- * above the start's (up to float rounding). *out is a new result. */
+ * above the start's (up to float rounding). from_w: Q starts at W instead and
+ * the sweeps follow QuantEase's relax schedule (QuantEase on start's grids).
+ * *out is a new result. */
 int qerr__quantease_refine(const qerr_ctx *ctx, const float *W, int64_t rows, int64_t cols,
                            const double *H, int64_t nsamples, const qerr_result *start,
-                           int64_t iters, qerr_result **out);
+                           int64_t iters, bool from_w, qerr_result **out);
 
 #endif /* QERR_QUANTEASE_H */

@@ -5,8 +5,10 @@
  * qerr_model_apply the layer keeps them as run-time state and runs as
  * deployed: qerr__flatquant_deployed_forward on the block engine, i.e.
  * online X P, per-token activation quantization, K/V quantization, folded
- * norms, with the applied (dequantized) weights. Layers without state run
- * the plain float forward, unchanged. */
+ * norms, with the applied (dequantized) weights. OmniQuant/CQE W*A* layers
+ * (extras "let.input_norm" / "let.post_attention_norm") run the same forward
+ * with no online transform. Layers without state run the plain float
+ * forward, unchanged. */
 #include "model_internal.h"
 
 #include "../train/train.h"
@@ -77,9 +79,46 @@ static int plan_bits(const qerr_result *r, const char *key, int64_t *v) {
     return rc;
 }
 
+/* OmniQuant/CQE weight-activation layers (lib/train/omniquant_let.c): the
+ * LET scales are folded into the norms and weights, so the state is the
+ * folded norms, no online transform, the per-token quantizer at a_bits with
+ * its clip at "none", and no K/V quantizer. */
+static int let_rt(const qerr_model_config *cfg, const qerr_result *const r[7],
+                  qerr_layer_rt **out) {
+    QERR_CHECK(r[QERR_LIN_GATE], QERR_E_FORMAT,
+               "let layer: gate_proj is not quantized with the rest of its block");
+    int64_t a_bits;
+    QERR_TRY(plan_bits(r[QERR_LIN_Q], "a_bits", &a_bits));
+    QERR_CHECK((a_bits >= 2 && a_bits <= 8) || a_bits == 16, QERR_E_FORMAT,
+               "let layer: a_bits=%lld", (long long)a_bits);
+    const float *ln1, *ln2;
+    QERR_TRY(get_extra(r[QERR_LIN_Q], "q_proj", "let.input_norm", cfg->hidden, &ln1));
+    QERR_TRY(get_extra(r[QERR_LIN_GATE], "gate_proj", "let.post_attention_norm", cfg->hidden,
+                       &ln2));
+    qerr_layer_rt *rt = qerr__calloc(1, sizeof *rt);
+    QERR_CHECK(rt, QERR_E_NOMEM, "let layer: out of memory");
+    qerr_flatquant_folded *f = &rt->f;
+    f->ln1 = qerr__malloc2((size_t)cfg->hidden, sizeof(float));
+    f->ln2 = qerr__malloc2((size_t)cfg->hidden, sizeof(float));
+    if (!f->ln1 || !f->ln2) {
+        qerr__layer_rt_free(rt);
+        return qerr__fail(QERR_E_NOMEM, "let layer: out of memory");
+    }
+    memcpy(f->ln1, ln1, (size_t)cfg->hidden * sizeof(float));
+    memcpy(f->ln2, ln2, (size_t)cfg->hidden * sizeof(float));
+    for (int t = 0; t < QERR_FQB_T; t++) f->act_clip[t][0] = f->act_clip[t][1] = 40.0;
+    for (int v = 0; v < 2; v++) f->kv_clip[v][0] = f->kv_clip[v][1] = 40.0;
+    f->a_bits = (int)a_bits;
+    f->kv_bits = 16;
+    f->head_dim = (int)cfg->head_dim;
+    *out = rt;
+    return QERR_OK;
+}
+
 int qerr__layer_rt_from_results(const qerr_model_config *cfg, const qerr_result *const r[7],
                                 qerr_layer_rt **out) {
     *out = NULL;
+    if (r[QERR_LIN_Q] && has_extra(r[QERR_LIN_Q], "let.input_norm")) return let_rt(cfg, r, out);
     if (!r[QERR_LIN_Q] || !has_extra(r[QERR_LIN_Q], "flatquant.p1")) return QERR_OK;
     static const int lin_of_t[QERR_FQB_T] = {QERR_LIN_Q, QERR_LIN_O, QERR_LIN_GATE,
                                              QERR_LIN_DOWN};

@@ -234,7 +234,18 @@ static int quantize_block_layer(pipeline *p, int64_t l, float *X, int64_t nwin, 
     qerr_block_weights_f w, nw[QERR_BLOCK_LOOKAHEAD];
     qerr__model_layer(p->m, l, &base);
     qerr__block_weights_from_layer(&base, &w);
-    qerr_block_call call = {p->ctx, p->plan, &bc, &w, p->x_fp, X, {NULL}, l, c->layers, nwin, T};
+    /* as for layer plans: a group_size that does not divide some linear's
+     * input width turns on ragged_groups for the block */
+    qerr_plan *fixed = NULL;
+    for (int lin = 0; lin < QERR_LIN_COUNT && !fixed; lin++) {
+        int64_t rows, cols;
+        char name[160];
+        qerr__block_linear_shape(&bc, lin, &rows, &cols);
+        snprintf(name, sizeof name, "model.layers.%lld.%s", (long long)l, qerr__lin_names[lin]);
+        QERR_TRY(ragged_plan(p, p->plan, name, cols, &fixed));
+    }
+    const qerr_plan *plan = fixed ? fixed : p->plan;
+    qerr_block_call call = {p->ctx, plan, &bc, &w, p->x_fp, X, {NULL}, l, c->layers, nwin, T};
     for (int k = 0; k < QERR_BLOCK_LOOKAHEAD && l + 1 + k < c->layers; k++) {
         qerr__model_layer(p->m, l + 1 + k, &nb[k]);
         qerr__block_weights_from_layer(&nb[k], &nw[k]);
@@ -246,13 +257,16 @@ static int quantize_block_layer(pipeline *p, int64_t l, float *X, int64_t nwin, 
     const double t0 = qerr__now();
     int rc = p->plan->method->quantize_block(&call, res);
     if (rc != QERR_OK) {
+        qerr_plan_free(fixed);
         char why[512];
         snprintf(why, sizeof why, "%s", qerr_last_error());
         return qerr__fail(rc, "model.layers.%lld: %s", (long long)l, why);
     }
     char spec[1024];
     size_t need = 0;
-    rc = qerr_plan_to_string(p->plan, spec, sizeof spec, &need);
+    rc = qerr_plan_to_string(plan, spec, sizeof spec, &need);
+    qerr_plan_free(fixed);
+    plan = NULL;
     for (int lin = 0; lin < QERR_LIN_COUNT && rc == QERR_OK; lin++) {
         int64_t rows = qerr_result_rows(res[lin]), cols = qerr_result_cols(res[lin]);
         if (!res[lin]->plan && (res[lin]->plan = malloc(strlen(spec) + 1)))

@@ -160,7 +160,10 @@ static int dep_act(void *u, int site, int64_t rows, int64_t cols, const float *x
     int t = site == QERR_SITE_ATTN_IN ? 0 : site == QERR_SITE_O_IN ? 1 : site == QERR_SITE_MLP_IN ? 2 : 3;
     int64_t n1, n2;
     qerr__decompose_dim(cols, &n1, &n2);
-    if (!d->act_q) {
+    if (!d->f->p1[t]) { /* no online transform (OmniQuant LET: folded away) */
+        if (!d->act_q) memcpy(y, x, sizeof(float) * (size_t)(rows * cols));
+        else qerr__fq_fwd_f(&d->aspec, rows, cols, d->f->act_clip[t], x, y);
+    } else if (!d->act_q) {
         QERR_TRY(qerr__kron_fwd_f(rows, n1, n2, d->f->p1[t], d->f->p2[t], NULL, x, y));
     } else {
         QERR_TRY(qerr__kron_fwd_f(rows, n1, n2, d->f->p1[t], d->f->p2[t], NULL, x, d->tmp));

@@ -22,6 +22,10 @@ void qerr__omq_opts_default(qerr_omq_opts *o) {
     o->lambda = 1.0;
     o->epochs = 20;
     o->batch = 1;
+    o->a_bits = 16;
+    o->let = true;
+    o->let_lr = 5e-3;
+    o->let_alpha = 0.5;
 }
 
 int qerr__omq_opts_check(const qerr_omq_opts *o) {
@@ -38,6 +42,11 @@ int qerr__omq_opts_check(const qerr_omq_opts *o) {
                o->lwc_lr, o->lr_d, o->lambda, o->clip_init);
     QERR_CHECK(o->mask >= QERR_CQE_MASK_NONE && o->mask <= QERR_CQE_MASK_DIAG_BLOCK,
                QERR_E_INVALID_ARG, "omniquant block: unknown mask %d", o->mask);
+    QERR_CHECK((o->a_bits >= 2 && o->a_bits <= 8) || o->a_bits == 16, QERR_E_RANGE,
+               "omniquant block: a_bits=%d must be in [2, 8] or 16 (weight-only)", o->a_bits);
+    QERR_CHECK(o->let_lr >= 0 && isfinite(o->let_lr) && o->let_alpha >= 0 && o->let_alpha <= 1,
+               QERR_E_RANGE, "omniquant block: let_lr %g, let_alpha %g (must be in [0, 1])",
+               o->let_lr, o->let_alpha);
     return QERR_OK;
 }
 
@@ -79,6 +88,7 @@ void qerr__omq_block_free(qerr_omq_block *b) {
         free(b->mask[l]); free(b->clip[l]); free(b->d[l]); free(b->gclip[l]); free(b->gd[l]);
     }
     free(b->gw); free(b->qw); free(b->mr); free(b->rr); free(b->epoch_loss);
+    qerr__omq_let_free(b);
     memset(b, 0, sizeof *b);
 }
 
@@ -157,12 +167,14 @@ int qerr__omq_block_init(qerr_omq_block *b, const qerr_block_config *cfg,
                  ? QERR_OK
                  : qerr__fail(QERR_E_NOMEM, "omniquant block: out of memory for scratch");
     for (int l = 0; l < QERR_LIN_COUNT && rc == QERR_OK; l++) rc = omq_alloc_linear(b, l, w->w[l]);
+    if (rc == QERR_OK) rc = qerr__omq_let_alloc(b);
     if (rc != QERR_OK) {
         qerr__omq_block_free(b);
         return rc;
     }
     qerr__omq_refresh(b);
     b->mse_init = b->mse_final = b->next_init = b->next_final = NAN;
+    b->aug_init = b->aug_final = NAN;
     return QERR_OK;
 }
 
@@ -188,6 +200,7 @@ void qerr__omq_zero_grads(qerr_omq_block *b) {
         memset(b->gclip[l], 0, sizeof(double) * (size_t)(2 * b->nclip[l]));
         if (b->nd[l]) memset(b->gd[l], 0, sizeof(double) * (size_t)b->nd[l]);
     }
+    qerr__omq_let_zero_grads(b);
 }
 
 int qerr__omq_encode(qerr_omq_block *b, int lin, qerr_result **out) {
@@ -203,6 +216,7 @@ typedef struct {
     qerr_block_cache_f *cache[1 + QERR_OMQ_MAX_LOOKAHEAD];
     float *target[1 + QERR_OMQ_MAX_LOOKAHEAD]; /* whole calibration set */
     float *xb, *tb[1 + QERR_OMQ_MAX_LOOKAHEAD], *ybuf, *gy;
+    float *aug, *aug_b; /* aug_loss target F_l^fp(x_q): whole set, one batch */
     int64_t *order;
     qerr_adamw opt;
 } omq_ws;
@@ -214,6 +228,7 @@ static void ws_free(omq_ws *ws) {
         free(ws->tb[k]);
     }
     free(ws->xb); free(ws->ybuf); free(ws->gy); free(ws->order);
+    free(ws->aug); free(ws->aug_b);
     qerr__adamw_free(&ws->opt);
 }
 
@@ -232,7 +247,7 @@ static int64_t omq_adam(qerr_omq_block *b, qerr_adamw *opt, bool apply) {
             off += b->nd[l];
         }
     }
-    return off;
+    return qerr__omq_let_adam(b, opt, apply, off); /* LET scales, clamped after the step */
 }
 
 /* Mean of the loss terms over the calibration set (no gradient). */
@@ -240,15 +255,17 @@ static int omq_eval(qerr_omq_block *b, omq_ws *ws, const qerr_block_weights_f *w
                     const qerr_block_weights_f *const *next, int la, const float *x,
                     int64_t nbatch, double *terms) {
     const int64_t n = ws->cache[0]->rows * b->cfg.hidden;
-    double acc[1 + QERR_OMQ_MAX_LOOKAHEAD] = {0}, t[1 + QERR_OMQ_MAX_LOOKAHEAD], loss;
+    const int nt = la + 1 + (ws->aug ? 1 : 0); /* the aug_loss term last */
+    double acc[QERR_OMQ_MAX_TERMS] = {0}, t[QERR_OMQ_MAX_TERMS], loss;
     for (int64_t k = 0; k < nbatch; k++) {
-        const float *tg[1 + QERR_OMQ_MAX_LOOKAHEAD];
+        const float *tg[QERR_OMQ_MAX_TERMS];
         for (int j = 0; j <= la; j++) tg[j] = ws->target[j] + k * n;
+        if (ws->aug) tg[la + 1] = ws->aug + k * n;
         QERR_TRY(qerr__omq_loss_f(b, ws->cache, w, next, la, x + k * n, tg, ws->ybuf, NULL,
                                   &loss, t));
-        for (int j = 0; j <= la; j++) acc[j] += t[j];
+        for (int j = 0; j < nt; j++) acc[j] += t[j];
     }
-    for (int j = 0; j <= la; j++) terms[j] = acc[j] / (double)nbatch;
+    for (int j = 0; j < nt; j++) terms[j] = acc[j] / (double)nbatch;
     return QERR_OK;
 }
 
@@ -278,7 +295,12 @@ static int train(const qerr_ctx *ctx, qerr_omq_block *b, const qerr_block_weight
     ws->ybuf = qerr__malloc2((size_t)(n * (la_eval + 1)), sizeof(float));
     ws->gy = qerr__malloc2((size_t)(n * (la_eval + 1)), sizeof(float));
     ws->order = qerr__malloc2((size_t)io->nseq, sizeof(int64_t));
-    QERR_CHECK(ws->xb && ws->ybuf && ws->gy && ws->order, QERR_E_NOMEM,
+    if (o->aug_loss) {
+        ws->aug = qerr__malloc2((size_t)(nbatch * n), sizeof(float));
+        ws->aug_b = qerr__malloc2((size_t)n, sizeof(float));
+    }
+    const bool aug_ok = !o->aug_loss || (ws->aug && ws->aug_b);
+    QERR_CHECK(ws->xb && ws->ybuf && ws->gy && ws->order && aug_ok, QERR_E_NOMEM,
                "omniquant block: out of memory for %lld calibration rows",
                (long long)(io->nseq * seq));
     /* float targets: Y_l = F_l(x_fp), Y_{l+k} = F_{l+k}(Y_{l+k-1}) */
@@ -286,14 +308,20 @@ static int train(const qerr_ctx *ctx, qerr_omq_block *b, const qerr_block_weight
     for (int64_t k = 0; k < nbatch; k++) {
         QERR_TRY(qerr__block_forward_f(ws->cache[0], w, NULL, io->x_fp + k * n,
                                        ws->target[0] + k * n));
+        qerr__omq_let_observe(b, ws->cache[0]); /* activation maxima for the LET init */
         for (int j = 1; j <= la_eval; j++)
             QERR_TRY(qerr__block_forward_f(ws->cache[j], next[j - 1], NULL,
                                            ws->target[j - 1] + k * n, ws->target[j] + k * n));
+        if (ws->aug) /* aug_loss: the float block on the quantized-path input */
+            QERR_TRY(qerr__block_forward_f(ws->cache[0], w, NULL, io->x_q + k * n,
+                                           ws->aug + k * n));
     }
-    double terms[1 + QERR_OMQ_MAX_LOOKAHEAD];
+    qerr__omq_let_init(b); /* SmoothQuant start */
+    double terms[QERR_OMQ_MAX_TERMS];
     QERR_TRY(omq_eval(b, ws, w, next, la_eval, io->x_q, nbatch, terms));
     b->mse_init = terms[0];
     b->next_init = la_eval ? terms[1] : NAN;
+    b->aug_init = ws->aug ? terms[la_eval + 1] : NAN;
     QERR_TRY(qerr__adamw_init(&ws->opt, omq_adam(b, NULL, false)));
     qerr_rng rng;
     qerr__rng_seed(&rng, o->seed);
@@ -315,9 +343,12 @@ static int train(const qerr_ctx *ctx, qerr_omq_block *b, const qerr_block_weight
                 for (int j = 0; j <= la; j++)
                     memcpy(ws->tb[j] + q * per, ws->target[j] + sidx * per,
                            sizeof(float) * (size_t)per);
+                if (ws->aug)
+                    memcpy(ws->aug_b + q * per, ws->aug + sidx * per, sizeof(float) * (size_t)per);
             }
-            const float *tg[1 + QERR_OMQ_MAX_LOOKAHEAD];
+            const float *tg[QERR_OMQ_MAX_TERMS];
             for (int j = 0; j <= la; j++) tg[j] = ws->tb[j];
+            if (ws->aug) tg[la + 1] = ws->aug_b;
             double loss;
             qerr__omq_zero_grads(b);
             QERR_TRY(qerr__omq_loss_f(b, ws->cache, w, next, la, ws->xb, tg, ws->ybuf, ws->gy,
@@ -334,6 +365,7 @@ static int train(const qerr_ctx *ctx, qerr_omq_block *b, const qerr_block_weight
     QERR_TRY(omq_eval(b, ws, w, next, la_eval, io->x_q, nbatch, terms));
     b->mse_final = terms[0];
     b->next_final = la_eval ? terms[1] : NAN;
+    b->aug_final = ws->aug ? terms[la_eval + 1] : NAN;
     return QERR_OK;
 }
 

@@ -9,8 +9,13 @@
  * parameterisation W(D) = W + U D V^T of each linear (D = 0 at init, so step
  * 0 is the float block with RTN-LWC clipping). Cross-layer loss:
  *   L = mse(F_l^q(x_q), Y_l) + lambda * sum_{k=1..la} mse(F_{l+k}^fp(...), Y_{l+k})
- * with the float next blocks frozen; the last blocks truncate. No LET (the
- * weight-only recipe of OmniQuant's LLaMA scripts). After training, W(D) is
+ * with the float next blocks frozen; the last blocks truncate. aug_loss
+ * (OmniQuant's option, §3.1) adds mse(F_l^q(x_q), F_l^fp(x_q)). Groups that
+ * do not divide a row (ragged_groups) leave the last group of the row
+ * shorter, in the fake quantizer, the clip pairs and the encode alike. Weight-only
+ * runs have no LET (the recipe of OmniQuant's LLaMA scripts); with a_bits < 16
+ * the four linear inputs are fake-quantized per token and LET scales are
+ * learned (omniquant_let.c). After training, W(D) (LET columns folded) is
  * rounded with the learned clipping into plain codes / scales / zeros. */
 #ifndef QERR_OMNIQUANT_BLOCK_H
 #define QERR_OMNIQUANT_BLOCK_H
@@ -18,6 +23,11 @@
 #include "train.h"
 
 #define QERR_OMQ_MAX_LOOKAHEAD 2
+/* loss terms: the block, the look-ahead blocks, aug_loss */
+#define QERR_OMQ_MAX_TERMS (QERR_OMQ_MAX_LOOKAHEAD + 2)
+/* LET pairs: qkv (input-norm side, [hidden]), out (v/o, [kv_heads*head_dim]),
+ * fc1 (post-attention-norm side, [hidden]) */
+enum { QERR_OMQ_LET_ATTN, QERR_OMQ_LET_VO, QERR_OMQ_LET_MLP, QERR_OMQ_LET_PAIRS };
 
 typedef struct qerr_omq_opts {
     int w_bits;          /* 2..8 */
@@ -32,9 +42,15 @@ typedef struct qerr_omq_opts {
     double lr_d;         /* 2e-4 */
     int lookahead;       /* 0 = plain block loss; 1 or 2 = cross-layer */
     double lambda;       /* weight of the look-ahead terms (1) */
+    bool aug_loss;       /* OmniQuant's aug_loss: + mse(F_l^q(x_q), F_l^fp(x_q)) */
     int epochs;          /* 20 (W3/W4), 40 (W2) in the paper; scaled to the model */
     int64_t batch;       /* sequences per step */
     uint64_t seed;       /* order of the sequences */
+    /* weight-activation runs (omniquant_let.c) */
+    int a_bits;          /* 16 = weight-only; 2..8 = per-token activation fake-quant */
+    bool let;            /* learnable equivalent transforms (qkv, out, fc1 pairs) */
+    double let_lr;       /* 5e-3 */
+    double let_alpha;    /* SmoothQuant init exponent (0.5) */
 } qerr_omq_opts;
 void qerr__omq_opts_default(qerr_omq_opts *o);
 int qerr__omq_opts_check(const qerr_omq_opts *o);
@@ -67,9 +83,23 @@ typedef struct qerr_omq_block {
      * surrogate here); the backward is unchanged */
     int (*wq_override)(void *user, int lin, const double *wd, double *weff);
     void *wq_user;
+    /* LET and activation quantization (omniquant_let.c): scales s[QERR_OMQ_LET_*]
+     * (NULL when let is off), the activation quantizer (act_q: a_bits < 16) */
+    double *let_s[QERR_OMQ_LET_PAIRS], *let_g[QERR_OMQ_LET_PAIRS], *let_amax[QERR_OMQ_LET_PAIRS];
+    int64_t let_n[QERR_OMQ_LET_PAIRS];
+    bool act_q;
+    qerr_fq_spec aspec;
+    double *lws;          /* scratch: column-scaled W(D) of one linear */
+    void *let_tmp;        /* scratch of the activation hooks */
+    size_t let_tmp_bytes;
+    /* test seam (double variant only): replaces the activation quantizer */
+    int (*aq_override)(void *user, int site, int64_t rows, int64_t cols, const double *x,
+                       double *y);
+    void *aq_user;
     /* block losses over the calibration set (plain block MSE, and the
      * next blocks' MSE against their float targets on this block's output) */
     double mse_init, mse_final, next_init, next_final;
+    double aug_init, aug_final; /* the aug_loss term (NaN when off) */
     int lookahead_used;
     double *epoch_loss;
     int epochs_done;
@@ -89,8 +119,10 @@ void qerr__omq_hooks_d(qerr_omq_block *b, qerr_block_hooks_d *hk);
 
 /* Loss of one batch and (gy != NULL) its gradient into b's grads.
  * caches[0] is the block's, caches[1..la] the next blocks' (float ones need
- * no hooks). t[0..la] are the float targets. terms[k] (may be NULL) gets
- * each term's MSE. gy, ybuf: [la+1][rows*hidden] scratch. */
+ * no hooks). t[0..la] are the float targets; with o.aug_loss, t[la+1] is
+ * the float block on x (OmniQuant's aug_loss target), weight 1. terms[k]
+ * (may be NULL, else la+2 entries) gets each term's MSE, the aug term at
+ * la+1. gy, ybuf: [la+1][rows*hidden] scratch. */
 int qerr__omq_loss_f(qerr_omq_block *b, qerr_block_cache_f *const *caches,
                      const qerr_block_weights_f *w, const qerr_block_weights_f *const *next,
                      int la, const float *x, const float *const *t, float *ybuf, float *gy,
@@ -108,6 +140,42 @@ int qerr__omq_train_block(const qerr_ctx *ctx, const qerr_block_config *cfg,
 void qerr__omq_block_destroy(qerr_omq_block *b);
 /* Round W(D) of linear `lin` with its learned clipping onto the library grid. */
 int qerr__omq_encode(qerr_omq_block *b, int lin, qerr_result **out);
+
+/* ---- LET and activation quantization (omniquant_let.c) -------------------- */
+/* Allocate the scales (s = 1) and scratch when o.let / a_bits < 16. */
+int qerr__omq_let_alloc(qerr_omq_block *b);
+void qerr__omq_let_free(qerr_omq_block *b);
+bool qerr__omq_let_on(const qerr_omq_block *b);
+/* Running max |X_j| at the pair inputs from a float forward's cache. */
+void qerr__omq_let_observe(qerr_omq_block *b, const qerr_block_cache_f *c);
+/* SmoothQuant init s_j = max|X_j|^alpha / max|W_:,j|^(1-alpha) (>= 1e-5). */
+void qerr__omq_let_init(qerr_omq_block *b);
+void qerr__omq_let_zero_grads(qerr_omq_block *b);
+/* Count or apply the AdamW groups of the scales from offset off; returns the new offset. */
+int64_t qerr__omq_let_adam(qerr_omq_block *b, qerr_adamw *opt, bool apply, int64_t off);
+/* Weight side: the matrix the quantizer sees (W(D) with LET columns, in
+ * b->lws, or W(D) itself), and the chain of dL/d(that) into dL/dW(D) (in
+ * place) and the scale gradients. */
+const double *qerr__omq_let_wsrc(qerr_omq_block *b, int lin);
+void qerr__omq_let_wgrad(qerr_omq_block *b, int lin, double *g);
+/* Activation hooks at the four linear inputs: x / s, then the per-token
+ * quantizer; and its STE backward. */
+int qerr__omq_let_act_fwd_f(void *user, int site, int64_t rows, int64_t cols, const float *x,
+                            float *y);
+int qerr__omq_let_act_bwd_f(void *user, int site, int64_t rows, int64_t cols, const float *x,
+                            const float *gy, float *gx);
+int qerr__omq_let_act_fwd_d(void *user, int site, int64_t rows, int64_t cols, const double *x,
+                            double *y);
+int qerr__omq_let_act_bwd_d(void *user, int site, int64_t rows, int64_t cols, const double *x,
+                            const double *gy, double *gx);
+unsigned qerr__omq_let_act_mask(const qerr_omq_block *b);
+/* Encode linear `lin` folded: W(D) columns * s, v rows / s_vo, with the
+ * learned clipping (what training fake-quantized, up to the v rows). */
+int qerr__omq_let_encode(qerr_omq_block *b, int lin, qerr_result **out);
+/* The deployed run-time state: folded norms ln / s, no Kronecker factors, the
+ * act clip at "none", a_bits, kv_bits 16 (w[] left NULL). */
+int qerr__omq_let_folded(const qerr_omq_block *b, const qerr_block_weights_f *w,
+                         qerr_flatquant_folded *f);
 
 /* Options from an "omniquant" or "cqe" plan (scope=block keys). */
 int qerr__omq_opts_from_plan(const qerr_plan *p, bool cqe, const qerr_block_config *cfg,
