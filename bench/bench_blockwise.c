@@ -1,6 +1,7 @@
 /* Perplexity of block-wise OmniQuant / LSI / SDE / cross-layer learning,
- * with the blocks run in sequence here (the model pipeline is not wired to
- * the block trainer yet):
+ * with the blocks run in sequence by this program on the first calibration
+ * tokens (the same trainer as `qerr compare` with scope=block plans, which
+ * runs them through qerr_model_quantize instead):
  *   bench_blockwise DATA_DIR MODEL BITS GROUP CONFIGS [epochs] [nseq] [lr_d] [max_windows]
  *                   [a_bits]
  * CONFIGS is a comma list of rtn, omni, lsi, sde_band, sde_blk, cl, sde_cl,

@@ -6,6 +6,7 @@
  * encoded block on the deployed runtime; training lowers the W4A4 block loss
  * and LET+LWC beats LWC alone on a real block; a W4A4 model survives the
  * container round trip with the same perplexity; bad input is refused. */
+#include "testblock.h"
 #include "testutil.h"
 #include "model_testutil.h"
 
@@ -19,55 +20,6 @@
 
 /* 2 heads on 1 kv head: the out pair's kv-channel map is exercised */
 static const qerr_block_config SMALL = {8, 12, 2, 1, 4, 1e-5, 10000.0};
-
-typedef struct {
-    float *wf[QERR_LIN_COUNT], *ln[2];
-    double *wd[QERR_LIN_COUNT], *lnd[2];
-    qerr_block_weights_f f;
-    qerr_block_weights_d d;
-} rblock;
-
-static void rblock_make(rblock *b, const qerr_block_config *cfg, uint64_t seed) {
-    for (int l = 0; l < QERR_LIN_COUNT; l++) {
-        int64_t o, i;
-        qerr__block_linear_shape(cfg, l, &o, &i);
-        b->wf[l] = malloc(sizeof(float) * (size_t)(o * i));
-        b->wd[l] = malloc(sizeof(double) * (size_t)(o * i));
-        tu_random(b->wf[l], o * i, seed + (uint64_t)l);
-        for (int64_t k = 0; k < o * i; k++) {
-            b->wf[l][k] *= 0.6f;
-            b->wd[l][k] = b->wf[l][k];
-        }
-        b->f.w[l] = b->wf[l];
-        b->d.w[l] = b->wd[l];
-    }
-    for (int k = 0; k < 2; k++) {
-        b->ln[k] = malloc(sizeof(float) * (size_t)cfg->hidden);
-        b->lnd[k] = malloc(sizeof(double) * (size_t)cfg->hidden);
-        tu_random(b->ln[k], cfg->hidden, seed + 50 + (uint64_t)k);
-        for (int64_t j = 0; j < cfg->hidden; j++) {
-            b->ln[k][j] = 1.0f + 0.3f * b->ln[k][j];
-            b->lnd[k][j] = b->ln[k][j];
-        }
-    }
-    b->f.ln1 = b->ln[0];
-    b->f.ln2 = b->ln[1];
-    b->d.ln1 = b->lnd[0];
-    b->d.ln2 = b->lnd[1];
-}
-
-static void rblock_free(rblock *b) {
-    for (int l = 0; l < QERR_LIN_COUNT; l++) {
-        free(b->wf[l]);
-        free(b->wd[l]);
-    }
-    for (int k = 0; k < 2; k++) {
-        free(b->ln[k]);
-        free(b->lnd[k]);
-    }
-}
-
-static double sig(double v) { return 1 / (1 + exp(-v)); }
 
 /* ---- frozen-STE surrogates ------------------------------------------------ */
 /* Weights (ASYM0 + LWC per (row, group)): in-range elements are x + s*delta
@@ -86,36 +38,7 @@ typedef struct {
 
 static int sur_w(void *user, int lin, const double *wd, double *weff) {
     sur *S = user;
-    qerr_omq_block *b = S->b;
-    const int64_t m = b->m[lin], n = b->n[lin];
-    const int64_t g = b->o.w_group > 0 && b->o.w_group < n ? b->o.w_group : n;
-    const int64_t ng = (n + g - 1) / g;
-    const double maxq = (double)((1 << b->o.w_bits) - 1);
-    for (int64_t i = 0; i < m; i++)
-        for (int64_t k = 0; k < ng; k++) {
-            int64_t c0 = k * g, c1 = c0 + g < n ? c0 + g : n;
-            const double *x = wd + i * n;
-            double mx = x[c0], mn = x[c0];
-            for (int64_t j = c0; j < c1; j++) {
-                mx = fmax(mx, x[j]);
-                mn = fmin(mn, x[j]);
-            }
-            const double *ab = b->clip[lin] + 2 * (i * ng + k);
-            double hi = sig(ab[0]) * fmax(mx, 0), lo = sig(ab[1]) * fmin(mn, 0);
-            double s = (hi - lo) / maxq;
-            if (S->freeze) S->z[lin][i * ng + k] = nearbyint(-lo / s);
-            double z = S->z[lin][i * ng + k];
-            for (int64_t j = c0; j < c1; j++) {
-                double u = x[j] / s;
-                if (S->freeze) {
-                    double c = nearbyint(u) + z;
-                    S->delta[lin][i * n + j] = nearbyint(u) - u;
-                    S->code[lin][i * n + j] = c < 0 ? 0 : (c > maxq ? (int)maxq : -1);
-                }
-                int c = S->code[lin][i * n + j];
-                weff[i * n + j] = c >= 0 ? s * (c - z) : x[j] + s * S->delta[lin][i * n + j];
-            }
-        }
+    tb_frozen_wq(S->b, lin, wd, S->freeze, S->z[lin], S->delta[lin], S->code[lin], weff);
     return QERR_OK;
 }
 
