@@ -670,25 +670,11 @@ static void ragged_stories260k(void **state) {
 static void cross_layer_real(void **state) {
     (void)state;
     TU_REQUIRE_SHARED(dir);
-    char path[1024];
     qerr_model *m;
-    snprintf(path, sizeof path, "%s/stories260k", dir);
-    assert_int_equal(qerr_model_load(&m, path), QERR_OK);
-    snprintf(path, sizeof path, "%s/stories260k/calib.u32", dir);
-    uint32_t *tok;
-    int64_t ntok;
-    assert_int_equal(qerr_tokens_read(path, &tok, &ntok), QERR_OK);
-    const int64_t nseq = 16, seq = 64, layer = 1;
     qerr_block_config cfg;
-    qerr__block_config_from_model(&m->cfg, &cfg);
-    float *x = malloc(sizeof(float) * (size_t)(nseq * seq * cfg.hidden));
-    assert_int_equal(qerr__embed(m, tok, nseq * seq, x), QERR_OK);
+    const int64_t nseq = 16, seq = 64, layer = 1;
+    float *x = tb_real_block_inputs(dir, nseq, seq, layer, &m, &cfg);
     qerr_layer_weights lw;
-    for (int64_t l = 0; l < layer; l++) {
-        qerr__model_layer(m, l, &lw);
-        assert_int_equal(qerr__layer_forward(NULL, &m->cfg, &lw, x, nseq, seq, NULL, NULL, -1),
-                         QERR_OK);
-    }
     qerr_block_weights_f w, w1;
     qerr__model_layer(m, layer, &lw);
     qerr__block_weights_from_layer(&lw, &w);
@@ -723,7 +709,6 @@ static void cross_layer_real(void **state) {
     assert_true(next[1] < next[0]);
     assert_true(next[1] < init_next);
     free(x);
-    qerr_free(tok);
     qerr_model_free(m);
 }
 

@@ -9,6 +9,7 @@
 #include "train/omniquant_block.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 
 /* Random float block (weights ~ 0.3 so the block is far from linear). */
@@ -97,6 +98,33 @@ static inline void tb_frozen_wq(const qerr_omq_block *b, int lin, const double *
                 weff[i * n + j] = c >= 0 ? s * (c - z) : x[j] + s * delta[i * n + j];
             }
         }
+}
+
+/* Calibration inputs of block `layer` of the real stories260k model in dir:
+ * the first nseq x seq tokens of calib.u32, embedded and run through the
+ * float blocks before it. Loads the model into *m (the caller frees it and
+ * the returned inputs). */
+static inline float *tb_real_block_inputs(const char *dir, int64_t nseq, int64_t seq,
+                                          int64_t layer, qerr_model **m, qerr_block_config *cfg) {
+    char path[1024];
+    snprintf(path, sizeof path, "%s/stories260k", dir);
+    assert_int_equal(qerr_model_load(m, path), QERR_OK);
+    snprintf(path, sizeof path, "%s/stories260k/calib.u32", dir);
+    uint32_t *tok;
+    int64_t ntok;
+    assert_int_equal(qerr_tokens_read(path, &tok, &ntok), QERR_OK);
+    assert_true(ntok >= nseq * seq);
+    qerr__block_config_from_model(&(*m)->cfg, cfg);
+    float *x = malloc(sizeof(float) * (size_t)(nseq * seq * cfg->hidden));
+    assert_int_equal(qerr__embed(*m, tok, nseq * seq, x), QERR_OK);
+    qerr_layer_weights lw;
+    for (int64_t l = 0; l < layer; l++) {
+        qerr__model_layer(*m, l, &lw);
+        assert_int_equal(qerr__layer_forward(NULL, &(*m)->cfg, &lw, x, nseq, seq, NULL, NULL, -1),
+                         QERR_OK);
+    }
+    qerr_free(tok);
+    return x;
 }
 
 #endif /* QERR_TEST_BLOCK_H */
