@@ -35,12 +35,8 @@ static int stage_gram(const qerr_block_config *cfg, const qerr_block_weights_f *
     qerr_block_cache_f *cache = NULL;
     for (int64_t s0 = 0; s0 < nseq && rc == QERR_OK; s0 += nb) {
         const int64_t m = nseq - s0 < nb ? nseq - s0 : nb;
-        if (!cache || cache->batch != m) { /* the last chunk may be shorter */
-            qerr__block_cache_free_f(cache);
-            cache = NULL;
-            rc = qerr__block_cache_create_f(cfg, m, seq, &cache);
-            if (rc != QERR_OK) break;
-        }
+        rc = qerr__block_cache_fit_f(cfg, m, seq, &cache); /* last chunk may be shorter */
+        if (rc != QERR_OK) break;
         rc = qerr__block_forward_f(cache, &bw, NULL, x_q + s0 * seq * d, y);
         if (rc != QERR_OK) break;
         /* float32 SYRK per chunk, summed in float64 (as qerr_calib does) */

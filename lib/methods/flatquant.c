@@ -130,12 +130,8 @@ static int gptq_block(const qerr_ctx *ctx, const qerr_block_config *cfg,
         }
         for (int64_t s0 = 0; s0 < nseq && rc == QERR_OK; s0 += nb) {
             const int64_t m = nseq - s0 < nb ? nseq - s0 : nb;
-            if (!cache || cache->batch != m) { /* the last chunk may be shorter */
-                qerr__block_cache_free_f(cache);
-                cache = NULL;
-                rc = qerr__block_cache_create_f(cfg, m, seq, &cache);
-                if (rc != QERR_OK) break;
-            }
+            rc = qerr__block_cache_fit_f(cfg, m, seq, &cache); /* last chunk may be shorter */
+            if (rc != QERR_OK) break;
             rc = qerr__flatquant_deployed_gram(cfg, f, wq, cache, x + s0 * seq * d, y, gram);
         }
         for (int l = 0; l < QERR_LIN_COUNT && rc == QERR_OK; l++) {

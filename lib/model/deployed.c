@@ -218,12 +218,8 @@ int qerr__layer_rt_forward(const qerr_model_config *cfg, const qerr_layer_rt *rt
     int rc = QERR_OK;
     for (int64_t w0 = 0; w0 < nwin && rc == QERR_OK; w0 += nw) {
         const int64_t n = nwin - w0 < nw ? nwin - w0 : nw;
-        if (!cache || cache->batch != n) { /* the last chunk may be shorter */
-            qerr__block_cache_free_f(cache);
-            cache = NULL;
-            rc = qerr__block_cache_create_f(&bc, n, T, &cache);
-            if (rc != QERR_OK) break;
-        }
+        rc = qerr__block_cache_fit_f(&bc, n, T, &cache); /* last chunk may be shorter */
+        if (rc != QERR_OK) break;
         float *x = X + w0 * T * d;
         rc = qerr__flatquant_deployed_forward(&bc, &rt->f, wq, cache, x, Y);
         if (rc == QERR_OK) memcpy(x, Y, (size_t)(n * T * d) * sizeof(float));

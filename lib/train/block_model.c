@@ -22,3 +22,11 @@ void qerr__block_weights_from_layer(const qerr_layer_weights *lw, qerr_block_wei
     w->ln1 = lw->attn_norm;
     w->ln2 = lw->mlp_norm;
 }
+
+int qerr__block_cache_fit_f(const qerr_block_config *cfg, int64_t batch, int64_t seq,
+                            qerr_block_cache_f **cache) {
+    if (*cache && (*cache)->batch == batch && (*cache)->seq == seq) return QERR_OK;
+    qerr__block_cache_free_f(*cache);
+    *cache = NULL;
+    return qerr__block_cache_create_f(cfg, batch, seq, cache);
+}

@@ -142,6 +142,10 @@ double qerr__cosine_lr(double base, int64_t step, int64_t total, double floor_ra
 /* ---- bridge to the model loader (block_model.c) --------------------------- */
 void qerr__block_config_from_model(const qerr_model_config *m, qerr_block_config *b);
 void qerr__block_weights_from_layer(const qerr_layer_weights *lw, qerr_block_weights_f *w);
+/* *cache for `batch` sequences of `seq` tokens: kept when it already has that
+ * shape, else replaced (chunked loops whose last chunk is shorter). */
+int qerr__block_cache_fit_f(const qerr_block_config *cfg, int64_t batch, int64_t seq,
+                            qerr_block_cache_f **cache);
 
 /* ---- FlatQuant block trainer (flatquant_block.c) ------------------------- */
 /* Transforms of one block, index t: 0 = attention input (q/k/v, with a
