@@ -329,6 +329,38 @@ static void fold_is_exact(void **state) {
     rblock_free(&blk);
 }
 
+/* let_init=best: per pair, s = 1 replaces the SmoothQuant start where it
+ * gives a lower block loss, so the start is never worse than SmoothQuant's. */
+static void best_start_not_worse(void **state) {
+    (void)state;
+    rblock blk;
+    rblock_make(&blk, &SMALL, 400);
+    const int64_t nseq = 4, seq = 6, n = nseq * seq * SMALL.hidden;
+    float *x = malloc(sizeof(float) * (size_t)n);
+    tu_random(x, n, 11);
+    double start[2];
+    for (int best = 0; best < 2; best++) {
+        qerr_omq_opts o;
+        qerr__omq_opts_default(&o);
+        o.w_bits = 4;
+        o.w_group = 4;
+        o.a_bits = 4;
+        o.let = true;
+        o.let_init_best = best;
+        o.epochs = 0;
+        qerr_omq_io io = {x, x, nseq, seq, 0, 1, {NULL, NULL}};
+        qerr_omq_block *b;
+        assert_int_equal(qerr__omq_train_block(NULL, &SMALL, &blk.f, &io, &o, &b), QERR_OK);
+        start[best] = b->mse_init;
+        qerr__omq_block_destroy(b);
+    }
+    print_message("random block W4g4A4 start: SmoothQuant %.5g, best per pair %.5g\n", start[0],
+                  start[1]);
+    assert_true(start[1] < start[0]); /* on this block some pair is better at s = 1 */
+    free(x);
+    rblock_free(&blk);
+}
+
 static void training_lowers_w4a4_loss(void **state) {
     (void)state;
     rblock blk;
@@ -337,7 +369,7 @@ static void training_lowers_w4a4_loss(void **state) {
     float *x = malloc(sizeof(float) * (size_t)n);
     tu_random(x, n, 11);
     qerr_omq_block *b = train_a4(&SMALL, &blk.f, x, nseq, seq, true, QERR_CQE_MASK_NONE, 30, 4, 4);
-    print_message("random block W4g4A4 LET+LWC: mse %.5g (SmoothQuant init) -> %.5g\n",
+    print_message("random block W4g4A4 LET+LWC: mse %.5g (init) -> %.5g\n",
                   b->mse_init, b->mse_final);
     assert_true(b->mse_final < b->mse_init);
     assert_true(b->epoch_loss[29] < b->epoch_loss[0]);
@@ -470,6 +502,7 @@ int main(void) {
         cmocka_unit_test(grad_let_lwc_sde_a4),
         cmocka_unit_test(unit_scales_are_identity),
         cmocka_unit_test(fold_is_exact),
+        cmocka_unit_test(best_start_not_worse),
         cmocka_unit_test(training_lowers_w4a4_loss),
         cmocka_unit_test(let_beats_lwc_real),
         cmocka_unit_test(model_w4a4_container),

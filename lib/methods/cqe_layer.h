@@ -125,6 +125,9 @@ int qerr__cqe_run(const qerr_method_call *call, const qerr_cqe_opts *o, const ch
     {"let_lr", QERR_PARAM_DOUBLE, 5e-3, 0, 1, NULL, "scope=block: learning rate of the LET scales"}, \
     {"let_alpha", QERR_PARAM_DOUBLE, 0.5, 0, 1, NULL, \
      "scope=block: SmoothQuant exponent of the LET init"}, \
+    {"let_init", QERR_PARAM_CHOICE, 0, 0, 0, "best|smoothquant", \
+     "scope=block: start each LET pair at SmoothQuant or at s = 1, whichever gives the lower " \
+     "block loss (best), or always at SmoothQuant"}, \
     {"refine", QERR_PARAM_CHOICE, 0, 0, 0, "none|quantease", \
      "scope=block, weight-only: after training, QuantEase coordinate descent on each linear's " \
      "layer objective (float W, H of its quantized-path input) over the learned grids"}, \

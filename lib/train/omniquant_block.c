@@ -26,6 +26,7 @@ void qerr__omq_opts_default(qerr_omq_opts *o) {
     o->let = true;
     o->let_lr = 5e-3;
     o->let_alpha = 0.5;
+    o->let_init_best = true;
 }
 
 int qerr__omq_opts_check(const qerr_omq_opts *o) {
@@ -269,6 +270,39 @@ static int omq_eval(qerr_omq_block *b, omq_ws *ws, const qerr_block_weights_f *w
     return QERR_OK;
 }
 
+/* The training objective from the evaluated terms (block, look-ahead, aug). */
+static double omq_objective(const qerr_omq_block *b, const omq_ws *ws, int la, int la_eval,
+                            const double *terms) {
+    double f = terms[0];
+    for (int k = 1; k <= la; k++) f += b->o.lambda * terms[k];
+    return ws->aug ? f + terms[la_eval + 1] : f;
+}
+
+/* let_init=best: a SmoothQuant start can be worse than no scaling (tiny-llama
+ * block 0 at W4A4); per pair, keep s = 1 where the whole objective is lower.
+ * terms holds the current start's terms and is updated. */
+static int let_pick_start(qerr_omq_block *b, omq_ws *ws, const qerr_block_weights_f *w,
+                          const qerr_block_weights_f *const *next, int la, int la_eval,
+                          const float *x, int64_t nbatch, double *terms) {
+    double t[QERR_OMQ_MAX_TERMS];
+    for (int p = 0; p < QERR_OMQ_LET_PAIRS; p++) {
+        const int64_t n = b->let_n[p];
+        double *keep = qerr__malloc2((size_t)n, sizeof(double));
+        QERR_CHECK(keep, QERR_E_NOMEM, "omniquant block: out of memory");
+        memcpy(keep, b->let_s[p], (size_t)n * sizeof(double));
+        for (int64_t j = 0; j < n; j++) b->let_s[p][j] = 1.0;
+        int rc = omq_eval(b, ws, w, next, la_eval, x, nbatch, t);
+        if (rc == QERR_OK && omq_objective(b, ws, la, la_eval, t) <
+                                 omq_objective(b, ws, la, la_eval, terms))
+            memcpy(terms, t, sizeof t);
+        else
+            memcpy(b->let_s[p], keep, (size_t)n * sizeof(double));
+        free(keep);
+        QERR_TRY(rc);
+    }
+    return QERR_OK;
+}
+
 static int train(const qerr_ctx *ctx, qerr_omq_block *b, const qerr_block_weights_f *w,
                  const qerr_omq_io *io, omq_ws *ws) {
     const qerr_omq_opts *o = &b->o;
@@ -319,6 +353,8 @@ static int train(const qerr_ctx *ctx, qerr_omq_block *b, const qerr_block_weight
     qerr__omq_let_init(b); /* SmoothQuant start */
     double terms[QERR_OMQ_MAX_TERMS];
     QERR_TRY(omq_eval(b, ws, w, next, la_eval, io->x_q, nbatch, terms));
+    if (o->let_init_best && qerr__omq_let_on(b))
+        QERR_TRY(let_pick_start(b, ws, w, next, la, la_eval, io->x_q, nbatch, terms));
     b->mse_init = terms[0];
     b->next_init = la_eval ? terms[1] : NAN;
     b->aug_init = ws->aug ? terms[la_eval + 1] : NAN;

@@ -51,6 +51,7 @@ typedef struct qerr_omq_opts {
     bool let;            /* learnable equivalent transforms (qkv, out, fc1 pairs) */
     double let_lr;       /* 5e-3 */
     double let_alpha;    /* SmoothQuant init exponent (0.5) */
+    bool let_init_best;  /* per pair, keep s = 1 where it beats SmoothQuant at init */
 } qerr_omq_opts;
 void qerr__omq_opts_default(qerr_omq_opts *o);
 int qerr__omq_opts_check(const qerr_omq_opts *o);
