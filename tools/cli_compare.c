@@ -10,8 +10,9 @@
 #define MAX_PLANS 256
 
 /* The default list: the baselines and the layer-wise methods at the usual
- * grids, outliers at W3, and W4A4 (RTN against FlatQuant, few epochs so the
- * demo stays a few minutes long). Methods of the library that this list does
+ * grids, outliers at W3, CQE+ (block-wise SDE + cross-layer) at W2, and W4A4
+ * (RTN against FlatQuant); the learned methods get few epochs so the demo
+ * stays a few minutes long. Methods of the library that this list does
  * not name are appended at bits=3,group_size=128, so later methods appear by
  * themselves. */
 static const char *const default_list[] = {
@@ -25,6 +26,7 @@ static const char *const default_list[] = {
     "rtn:bits=2,group_size=64",
     "gptq:bits=2,group_size=64",
     "quantease:bits=2,group_size=64",
+    "cqe:scope=block,bits=2,group_size=64,cross_layer=1,epochs=1",
     "flatquant:bits=4,a_bits=4,epochs=0,lwc=0,lac=0,diag=0,init=identity",
     "flatquant:bits=4,a_bits=4,epochs=3",
 };
@@ -173,8 +175,9 @@ int cli_cmd_compare(int argc, char **argv) {
         "quantize time.",
         "The default plans are rtn, gptq and quantease at bits=4,group_size=128,\n"
         "bits=3,group_size=128 and bits=2,group_size=64, quantease_outlier at bits=3 with 1%\n"
-        "outliers, and W4A4 as RTN (flatquant with nothing learned) against flatquant\n"
-        "(3 epochs); every other method of the library runs at bits=3,group_size=128 (or at\n"
+        "outliers, cqe block-wise (SDE + cross-layer, 1 epoch) at bits=2,group_size=64,\n"
+        "and W4A4 as RTN (flatquant with nothing learned) against flatquant (3 epochs);\n"
+        "every other method of the library runs at bits=3,group_size=128 (or at\n"
         "its defaults when it has no such keys). Plans a method does not support\n"
         "(QERR_E_UNSUPPORTED) are skipped.\n",
         opts, (int)(sizeof opts / sizeof opts[0])};
