@@ -23,7 +23,7 @@ void qerr__omq_opts_default(qerr_omq_opts *o) {
     o->epochs = 20;
     o->batch = 1;
     o->a_bits = 16;
-    o->let = true;
+    o->let = false; /* weight-only OmniQuant is LWC alone; the plan turns LET on with a_bits < 16 */
     o->let_lr = 5e-3;
     o->let_alpha = 0.5;
     o->let_init_best = true;
