@@ -23,7 +23,8 @@ static double objective(const float *w, const qerr_result *r, const double *h, i
     for (int64_t i = 0; i < m; i++)
         for (int64_t a = 0; a < n; a++) {
             double ea = (double)w[i * n + a] - q[i * n + a];
-            for (int64_t b = 0; b < n; b++) f += ea * h[a * n + b] * ((double)w[i * n + b] - q[i * n + b]);
+            for (int64_t b = 0; b < n; b++)
+                f += ea * h[a * n + b] * ((double)w[i * n + b] - q[i * n + b]);
         }
     free(q);
     return f;
@@ -69,7 +70,8 @@ static void layer_refine_lowers_objective(void **state) {
         const uint8_t *codes = ref->codes;
         for (int64_t k = 0; k < m * n; k++) assert_true(codes[k] <= 7);
         const double f0 = objective(w, start, h, m, n), f1 = objective(w, ref, h, m, n);
-        print_message("layer %lldx%lld: start %.4g refined %.4g\n", (long long)m, (long long)n, f0, f1);
+        print_message("layer %lldx%lld: start %.4g refined %.4g\n", (long long)m, (long long)n,
+                      f0, f1);
         assert_true(f1 < 0.9 * f0); /* correlated H: error feedback pays */
         double d0, d1;
         assert_int_equal(qerr_result_diag(ref, "objective_start", &d0), QERR_OK);
@@ -86,8 +88,9 @@ static void layer_refine_lowers_objective(void **state) {
         qerr_result_free(fw);
         /* bad input: a start of another shape */
         qerr_result *bad = NULL;
-        assert_int_equal(qerr__quantease_refine(NULL, w, m - 1, n, h, 4 * n, start, 10, false, &bad),
-                         QERR_E_SHAPE);
+        assert_int_equal(
+            qerr__quantease_refine(NULL, w, m - 1, n, h, 4 * n, start, 10, false, &bad),
+            QERR_E_SHAPE);
         assert_null(bad);
         qerr_result_free(start);
         qerr_result_free(ref);
