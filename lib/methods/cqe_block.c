@@ -41,9 +41,6 @@ int qerr__omq_opts_from_plan(const qerr_plan *p, bool cqe, const qerr_block_conf
     o->aug_loss = qerr__plan_int(p, "aug_loss") == 1;
     o->seed = seed;
     o->a_bits = (int)qerr__plan_int(p, "a_bits");
-    QERR_CHECK(o->a_bits <= 8 || o->a_bits == 16, QERR_E_RANGE,
-               "%s: a_bits=%d must be in [2, 8] or 16 (weight-only)", cqe ? "cqe" : "omniquant",
-               o->a_bits);
     o->let = qerr__plan_int(p, "let") == 1 && o->a_bits < 16; /* weight-only: LWC alone */
     o->let_lr = qerr__plan_double(p, "let_lr");
     o->let_alpha = qerr__plan_double(p, "let_alpha");
