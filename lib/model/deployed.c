@@ -97,20 +97,11 @@ static int let_rt(const qerr_model_config *cfg, const qerr_result *const r[7],
                        &ln2));
     qerr_layer_rt *rt = qerr__calloc(1, sizeof *rt);
     QERR_CHECK(rt, QERR_E_NOMEM, "let layer: out of memory");
-    qerr_flatquant_folded *f = &rt->f;
-    f->ln1 = qerr__malloc2((size_t)cfg->hidden, sizeof(float));
-    f->ln2 = qerr__malloc2((size_t)cfg->hidden, sizeof(float));
-    if (!f->ln1 || !f->ln2) {
-        qerr__layer_rt_free(rt);
-        return qerr__fail(QERR_E_NOMEM, "let layer: out of memory");
+    int rc = qerr__folded_norms_only(ln1, ln2, cfg->hidden, (int)a_bits, cfg->head_dim, &rt->f);
+    if (rc != QERR_OK) {
+        free(rt);
+        return rc;
     }
-    memcpy(f->ln1, ln1, (size_t)cfg->hidden * sizeof(float));
-    memcpy(f->ln2, ln2, (size_t)cfg->hidden * sizeof(float));
-    for (int t = 0; t < QERR_FQB_T; t++) f->act_clip[t][0] = f->act_clip[t][1] = 40.0;
-    for (int v = 0; v < 2; v++) f->kv_clip[v][0] = f->kv_clip[v][1] = 40.0;
-    f->a_bits = (int)a_bits;
-    f->kv_bits = 16;
-    f->head_dim = (int)cfg->head_dim;
     *out = rt;
     return QERR_OK;
 }

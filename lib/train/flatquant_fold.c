@@ -24,6 +24,25 @@ void qerr__flatquant_folded_free(qerr_flatquant_folded *f) {
     memset(f, 0, sizeof *f);
 }
 
+int qerr__folded_norms_only(const float *ln1, const float *ln2, int64_t hidden, int a_bits,
+                            int64_t head_dim, qerr_flatquant_folded *f) {
+    memset(f, 0, sizeof *f);
+    f->ln1 = qerr__malloc2((size_t)hidden, sizeof(float));
+    f->ln2 = qerr__malloc2((size_t)hidden, sizeof(float));
+    if (!f->ln1 || !f->ln2) {
+        qerr__flatquant_folded_free(f);
+        return qerr__fail(QERR_E_NOMEM, "folded norms: out of memory");
+    }
+    memcpy(f->ln1, ln1, (size_t)hidden * sizeof(float));
+    memcpy(f->ln2, ln2, (size_t)hidden * sizeof(float));
+    for (int t = 0; t < QERR_FQB_T; t++) f->act_clip[t][0] = f->act_clip[t][1] = 40.0;
+    for (int v = 0; v < 2; v++) f->kv_clip[v][0] = f->kv_clip[v][1] = 40.0;
+    f->a_bits = a_bits;
+    f->kv_bits = 16;
+    f->head_dim = (int)head_dim;
+    return QERR_OK;
+}
+
 /* W~ = (W ./ c) P^-T, clamped per (row, group) to [sig(b) min, sig(a) max]. */
 static int fold_linear(const qerr_flatquant_block *b, const qerr_block_weights_f *w, int l,
                        float *dst) {

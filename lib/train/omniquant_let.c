@@ -211,23 +211,12 @@ int qerr__omq_let_encode(qerr_omq_block *b, int lin, qerr_result **out) {
 
 int qerr__omq_let_folded(const qerr_omq_block *b, const qerr_block_weights_f *w,
                          qerr_flatquant_folded *f) {
-    memset(f, 0, sizeof *f);
     const int64_t d = b->cfg.hidden;
-    f->ln1 = qerr__malloc2((size_t)d, sizeof(float));
-    f->ln2 = qerr__malloc2((size_t)d, sizeof(float));
-    if (!f->ln1 || !f->ln2) {
-        qerr__flatquant_folded_free(f);
-        return qerr__fail(QERR_E_NOMEM, "omniquant let: out of memory");
-    }
-    const bool on = qerr__omq_let_on(b);
-    for (int64_t j = 0; j < d; j++) {
-        f->ln1[j] = on ? (float)((double)w->ln1[j] / b->let_s[QERR_OMQ_LET_ATTN][j]) : w->ln1[j];
-        f->ln2[j] = on ? (float)((double)w->ln2[j] / b->let_s[QERR_OMQ_LET_MLP][j]) : w->ln2[j];
-    }
-    for (int t = 0; t < QERR_FQB_T; t++) f->act_clip[t][0] = f->act_clip[t][1] = 40.0;
-    for (int v = 0; v < 2; v++) f->kv_clip[v][0] = f->kv_clip[v][1] = 40.0;
-    f->a_bits = b->o.a_bits;
-    f->kv_bits = 16;
-    f->head_dim = (int)b->cfg.head_dim;
+    QERR_TRY(qerr__folded_norms_only(w->ln1, w->ln2, d, b->o.a_bits, b->cfg.head_dim, f));
+    if (qerr__omq_let_on(b))
+        for (int64_t j = 0; j < d; j++) {
+            f->ln1[j] = (float)((double)w->ln1[j] / b->let_s[QERR_OMQ_LET_ATTN][j]);
+            f->ln2[j] = (float)((double)w->ln2[j] / b->let_s[QERR_OMQ_LET_MLP][j]);
+        }
     return QERR_OK;
 }

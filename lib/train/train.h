@@ -213,6 +213,11 @@ typedef struct qerr_flatquant_folded {
     double kv_clip[2][2];           /* raw LAC (a, b) of K and V */
     int a_bits, kv_bits, head_dim;  /* 16 = that quantizer is off */
 } qerr_flatquant_folded;
+/* State of a weight-activation block with no online transform (OmniQuant
+ * LET, folded away): copies of the norms ln1/ln2, per-token activation
+ * quantizers at a_bits with their clip at "none", no K/V quantizer. */
+int qerr__folded_norms_only(const float *ln1, const float *ln2, int64_t hidden, int a_bits,
+                            int64_t head_dim, qerr_flatquant_folded *f);
 /* Fold in float64. */
 int qerr__flatquant_fold(const qerr_flatquant_block *b, const qerr_block_weights_f *w,
                          qerr_flatquant_folded *out);
