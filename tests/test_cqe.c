@@ -398,6 +398,21 @@ static void test_bad_input(void **state) {
     assert_int_equal(qerr_plan_parse(&p, "omniquant:group_size=16"), QERR_OK);
     assert_int_equal(qerr_quantize(NULL, p, w, NULL, &r), QERR_E_INVALID_ARG);
     qerr_plan_free(p);
+    /* block-only features on a layer-scope plan are refused, not ignored */
+    static const char *const block_only[][2] = {
+        {"omniquant:group_size=16,a_bits=4", "a_bits"},
+        {"cqe:group_size=16,refine=quantease", "refine"},
+        {"cqe:group_size=16,cross_layer=1", "cross_layer"},
+        {"omniquant:group_size=16,aug_loss=1", "aug_loss"},
+    };
+    for (int k = 0; k < 4; k++) {
+        assert_int_equal(qerr_plan_parse(&p, block_only[k][0]), QERR_OK);
+        assert_int_equal(qerr_quantize(NULL, p, w, c, &r), QERR_E_UNSUPPORTED);
+        assert_non_null(strstr(qerr_last_error(), block_only[k][1]));
+        assert_non_null(strstr(qerr_last_error(), "scope=block"));
+        assert_null(r);
+        qerr_plan_free(p);
+    }
     qerr_calib_free(c);
     qerr_tensor_free(w);
 }

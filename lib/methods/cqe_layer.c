@@ -321,8 +321,18 @@ int qerr__cqe_run(const qerr_method_call *call, const qerr_cqe_opts *o, const ch
 }
 
 int qerr__cqe_refuse_block_scope(const qerr_plan *p) {
-    if (qerr__plan_choice(p, "scope") != 1) return QERR_OK;
-    return qerr__fail(QERR_E_UNSUPPORTED,
-                      "%s scope=block trains whole decoder blocks: use qerr_model_quantize, "
-                      "not qerr_quantize on one weight", qerr_plan_method(p));
+    if (qerr__plan_choice(p, "scope") == 1)
+        return qerr__fail(QERR_E_UNSUPPORTED,
+                          "%s scope=block trains whole decoder blocks: use qerr_model_quantize, "
+                          "not qerr_quantize on one weight", qerr_plan_method(p));
+    /* block-only requests the layer path cannot honour: refuse rather than
+     * quietly return a weight-only, plain-loss result */
+    const char *what = qerr__plan_int(p, "a_bits") != 16        ? "a_bits"
+                       : qerr__plan_choice(p, "refine") != 0    ? "refine"
+                       : qerr__plan_int(p, "cross_layer") == 1 ? "cross_layer"
+                       : qerr__plan_int(p, "aug_loss") == 1    ? "aug_loss"
+                                                               : NULL;
+    if (!what) return QERR_OK;
+    return qerr__fail(QERR_E_UNSUPPORTED, "%s: %s needs scope=block (whole decoder blocks)",
+                      qerr_plan_method(p), what);
 }

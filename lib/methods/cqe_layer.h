@@ -137,7 +137,9 @@ int qerr__cqe_run(const qerr_method_call *call, const qerr_cqe_opts *o, const ch
     {"refine_iters", QERR_PARAM_INT, 30, 1, 100000, NULL, "scope=block: sweeps of refine=quantease"}
 
 /* QERR_E_UNSUPPORTED (message set) when the plan says scope=block: that path
- * needs whole decoder blocks, so qerr_quantize on one weight refuses it. */
+ * needs whole decoder blocks, so qerr_quantize on one weight refuses it; also
+ * when a scope=layer plan asks for a block-only feature (a_bits < 16, refine,
+ * cross_layer, aug_loss), which the layer path would otherwise ignore. */
 int qerr__cqe_refuse_block_scope(const qerr_plan *p);
 
 #endif /* QERR_CQE_LAYER_H */
