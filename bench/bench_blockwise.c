@@ -20,8 +20,8 @@
  * deployed runtime (folded norms, per-token activation quantization). The
  * calibration windows are then the pipeline's seeded draws (ctx seed 2). */
 #include "qerr.h"
-#include "train/omniquant_block.h"
-#include "methods/cqe_layer.h"
+#include "methods/omniquant/omniquant_block.h"
+#include "methods/omniquant/cqe_layer.h"
 
 #include <math.h>
 #include <stdio.h>

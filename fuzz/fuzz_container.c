@@ -7,7 +7,7 @@
  * a count byte plus the raw bytes of the metadata record: the harness wraps
  * them in a container with valid checksums, which sends the fuzzer straight
  * into the field checks. Any other input is parsed as a whole file. */
-#include "model/qmodel_internal.h"
+#include "io/qmodel_internal.h"
 
 #include <stdlib.h>
 #include <string.h>

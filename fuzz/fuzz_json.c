@@ -1,7 +1,7 @@
 /* libFuzzer target for the strict JSON parser and the config.json reader:
  * any byte string must give a status, never a crash; every string that
  * parses is valid UTF-8. */
-#include "model/model_internal.h"
+#include "io/io.h"
 
 #include <stdlib.h>
 #include <string.h>

@@ -1,7 +1,7 @@
 /* libFuzzer target for the safetensors reader: any byte string must give a
  * status, never a crash or an over-read; whatever parses must describe
  * tensors that lie inside the buffer, and converting them must be safe. */
-#include "model/model_internal.h"
+#include "io/io.h"
 
 #include <stdlib.h>
 #include <string.h>

@@ -5,10 +5,10 @@
  * here independently of the library. */
 #include "testutil.h"
 
-#include "methods/cqe_block_refine.h"
-#include "methods/cqe_layer.h"
+#include "methods/omniquant/cqe_block_refine.h"
+#include "methods/omniquant/cqe_layer.h"
 #include "methods/quantease.h"
-#include "train/omniquant_block.h"
+#include "methods/omniquant/omniquant_block.h"
 
 #include <math.h>
 #include <stdlib.h>

@@ -9,8 +9,8 @@
 #include "testblock.h"
 #include "testutil.h"
 
-#include "methods/cqe_layer.h"
-#include "train/omniquant_block.h"
+#include "methods/omniquant/cqe_layer.h"
+#include "methods/omniquant/omniquant_block.h"
 
 #include <math.h>
 #include <stdio.h>

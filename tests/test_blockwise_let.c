@@ -10,8 +10,8 @@
 #include "testutil.h"
 #include "model_testutil.h"
 
-#include "methods/cqe_layer.h"
-#include "train/omniquant_block.h"
+#include "methods/omniquant/cqe_layer.h"
+#include "methods/omniquant/omniquant_block.h"
 
 #include <math.h>
 #include <stdio.h>

@@ -2,7 +2,7 @@
  * that turns every corrupted, truncated or inconsistent file into an error. */
 #include "testutil.h"
 
-#include "model/qmodel_internal.h"
+#include "io/qmodel_internal.h"
 
 #include <math.h>
 #include <stdio.h>

@@ -5,7 +5,7 @@
  * exact RTN-with-clipping start, diag SDE = LSI step for step, training
  * lowers the objective, comparison with GPTQ, and bad input. */
 #include "testutil.h"
-#include "methods/cqe_layer.h"
+#include "methods/omniquant/cqe_layer.h"
 
 #include <math.h>
 #include <stdio.h>

@@ -3,7 +3,7 @@
  * greedy decoding of stories260k against llama2.c's published output. */
 #include "testutil.h"
 #include "model_testutil.h"
-#include "model/model_internal.h"
+#include "llama/model.h"
 
 #include <math.h>
 

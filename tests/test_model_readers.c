@@ -2,7 +2,7 @@
  * files, model directories) answers bad input with a status and a message. */
 #include "testutil.h"
 #include "model_testutil.h"
-#include "model/model_internal.h"
+#include "llama/model.h"
 
 /* A safetensors image from header text and `data_len` zero data bytes. */
 static uint8_t *raw_image(const char *header, size_t data_len, size_t *len) {

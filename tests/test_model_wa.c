@@ -9,7 +9,7 @@
 #include "testutil.h"
 #include "model_testutil.h"
 
-#include "train/train.h"
+#include "methods/flatquant/flatquant.h"
 
 #include <math.h>
 #include <stdlib.h>

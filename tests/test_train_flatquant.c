@@ -6,7 +6,7 @@
 #include "testutil.h"
 
 #include "methods/method.h"
-#include "train/train.h"
+#include "methods/flatquant/flatquant.h"
 
 #include <math.h>
 #include <stdio.h>

@@ -7,7 +7,7 @@
  * README's independent 5.606313. */
 #include "testutil.h"
 
-#include "train/train.h"
+#include "methods/flatquant/flatquant.h"
 
 #include <math.h>
 #include <stdio.h>

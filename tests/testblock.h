@@ -6,7 +6,7 @@
 
 #include "testutil.h"
 
-#include "train/omniquant_block.h"
+#include "methods/omniquant/omniquant_block.h"
 
 #include <math.h>
 #include <stdio.h>

@@ -1,0 +1,329 @@
+/* qerr_model_load: config.json + model.safetensors (or shards listed in
+ * model.safetensors.index.json), every tensor converted to float32, the
+ * LLaMA tensor set and shapes checked once here so the forward pass can
+ * trust them. Tied embeddings: one tensor answers to both names. */
+#include "model.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#define MAX_CONFIG_BYTES ((size_t)16 << 20)
+#define MAX_SHARDS 4096
+
+static const char EMBED[] = "model.embed_tokens.weight";
+static const char HEAD[] = "lm_head.weight";
+
+const char *const qerr__lin_names[QERR_LIN_COUNT] = {
+    "self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj",
+    "mlp.gate_proj",    "mlp.up_proj",      "mlp.down_proj",
+};
+
+static int join_path(char **out, const char *dir, const char *file) {
+    size_t n = strlen(dir) + strlen(file) + 2;
+    *out = malloc(n);
+    QERR_CHECK(*out, QERR_E_NOMEM, "qerr_model_load: out of memory");
+    snprintf(*out, n, "%s/%s", dir, file);
+    return QERR_OK;
+}
+
+static bool file_exists(const char *path) {
+    struct stat st;
+    return stat(path, &st) == 0;
+}
+
+int qerr__model_find(const qerr_model *m, const char *name) {
+    for (int i = 0; m && name && i < m->n; i++)
+        if (strcmp(m->entries[i].name, name) == 0) return i;
+    return -1;
+}
+
+float *qerr__model_data(const qerr_model *m, const char *name) {
+    int i = qerr__model_find(m, name);
+    return i < 0 ? NULL : m->entries[i].t->data;
+}
+
+void qerr__model_layer(const qerr_model *m, int64_t l, qerr_layer_weights *w) {
+    char name[128];
+#define GET(field, suffix)                                                                  \
+    snprintf(name, sizeof name, "model.layers.%lld.%s.weight", (long long)l, suffix);       \
+    w->field = qerr__model_data(m, name)
+    GET(attn_norm, "input_layernorm");
+    GET(mlp_norm, "post_attention_layernorm");
+    GET(q, "self_attn.q_proj");
+    GET(k, "self_attn.k_proj");
+    GET(v, "self_attn.v_proj");
+    GET(o, "self_attn.o_proj");
+    GET(gate, "mlp.gate_proj");
+    GET(up, "mlp.up_proj");
+    GET(down, "mlp.down_proj");
+#undef GET
+}
+
+static int add_entry(qerr_model *m, int cap, const char *name, qerr_tensor *t, bool alias) {
+    QERR_CHECK(m->n < cap, QERR_E_INTERNAL, "qerr_model_load: entry table overflow");
+    char *copy = strdup(name);
+    if (!copy) {
+        if (!alias) qerr_tensor_free(t);
+        return qerr__fail(QERR_E_NOMEM, "qerr_model_load: out of memory");
+    }
+    m->entries[m->n++] = (qerr_model_entry){copy, t, alias};
+    return QERR_OK;
+}
+
+/* Copy every tensor of one shard into the model as float32. */
+static int take_shard(qerr_model *m, int cap, const qerr_st_file *f, const char *path) {
+    for (int i = 0; i < f->n; i++) {
+        const qerr_st_entry *e = &f->entries[i];
+        QERR_CHECK(qerr__model_find(m, e->name) < 0, QERR_E_FORMAT,
+                   "qerr_model_load: tensor '%.128s' appears twice (again in %s)", e->name,
+                   path);
+        qerr_tensor *t;
+        QERR_TRY(qerr_tensor_create(&t, QERR_DTYPE_F32, e->ndim, e->shape));
+        qerr__st_to_f32(e, t->data);
+        QERR_TRY(add_entry(m, cap, e->name, t, false));
+    }
+    return QERR_OK;
+}
+
+/* Shard file names from the index's weight_map, deduplicated, in order. */
+static int shard_names(const qerr_json *idx, const char *what, const char ***names, int *n) {
+    const qerr_json *wm = qerr__json_get(idx, "weight_map");
+    QERR_CHECK(wm && wm->type == QERR_JSON_OBJECT, QERR_E_FORMAT,
+               "%s: \"weight_map\" object is missing", what);
+    const char **out = qerr__calloc(wm->len ? wm->len : 1, sizeof *out);
+    QERR_CHECK(out, QERR_E_NOMEM, "%s: out of memory", what);
+    int k = 0;
+    for (size_t i = 0; i < wm->len; i++) {
+        const qerr_json *v = &wm->items[i];
+        if (v->type != QERR_JSON_STRING || v->len == 0 || strchr(v->str, '/') ||
+            strchr(v->str, '\\') || strcmp(v->str, "..") == 0 || strcmp(v->str, ".") == 0) {
+            free(out);
+            return qerr__fail(QERR_E_FORMAT,
+                              "%s: weight_map entry of '%.128s' is not a plain file name", what,
+                              wm->keys[i]);
+        }
+        bool seen = false;
+        for (int s = 0; s < k && !seen; s++) seen = strcmp(out[s], v->str) == 0;
+        if (!seen) {
+            if (k >= MAX_SHARDS) {
+                free(out);
+                return qerr__fail(QERR_E_FORMAT, "%s: more than %d shards", what, MAX_SHARDS);
+            }
+            out[k++] = v->str;
+        }
+    }
+    *names = out;
+    *n = k;
+    return QERR_OK;
+}
+
+static int load_weights(qerr_model *m, const char *dir, int *cap, qerr_st_file **meta_src,
+                        qerr_st_file *files, int max_files, int *nfiles) {
+    char *index_path;
+    QERR_TRY(join_path(&index_path, dir, "model.safetensors.index.json"));
+    const char **names = NULL;
+    int nnames = 0, rc = QERR_OK;
+    qerr_json *idx = NULL;
+    static const char *const single[] = {"model.safetensors"};
+    if (file_exists(index_path)) {
+        uint8_t *text;
+        size_t len;
+        rc = qerr__read_file(index_path, &text, &len, MAX_CONFIG_BYTES);
+        if (rc == QERR_OK) {
+            rc = qerr__json_parse((const char *)text, len, index_path, &idx);
+            free(text);
+        }
+        if (rc == QERR_OK) rc = shard_names(idx, index_path, &names, &nnames);
+    } else {
+        names = (const char **)single;
+        nnames = 1;
+    }
+    free(index_path);
+    if (rc == QERR_OK && nnames > max_files)
+        rc = qerr__fail(QERR_E_FORMAT, "qerr_model_load: too many shards (%d)", nnames);
+    /* Open every shard first to size the entry table, then copy. */
+    int total = 0;
+    for (int s = 0; rc == QERR_OK && s < nnames; s++) {
+        char *path;
+        rc = join_path(&path, dir, names[s]);
+        if (rc != QERR_OK) break;
+        rc = qerr__st_open(path, &files[s]);
+        free(path);
+        if (rc == QERR_OK) {
+            *nfiles = s + 1;
+            total += files[s].n;
+        }
+    }
+    if (rc == QERR_OK) {
+        *cap = total + 1; /* + 1 alias for tied embeddings */
+        m->entries = qerr__calloc((size_t)*cap, sizeof *m->entries);
+        if (!m->entries) rc = qerr__fail(QERR_E_NOMEM, "qerr_model_load: out of memory");
+    }
+    for (int s = 0; rc == QERR_OK && s < *nfiles; s++) rc = take_shard(m, *cap, &files[s], names[s]);
+    if (rc == QERR_OK && *nfiles > 0) *meta_src = &files[0];
+    if (names != (const char **)single) free(names);
+    qerr__json_free(idx);
+    return rc;
+}
+
+static int check_shape(const qerr_model *m, const char *name, int ndim, int64_t d0, int64_t d1) {
+    int i = qerr__model_find(m, name);
+    QERR_CHECK(i >= 0, QERR_E_FORMAT, "qerr_model_load: tensor '%s' is missing", name);
+    const qerr_tensor *t = m->entries[i].t;
+    bool ok = t->ndim == ndim && t->shape[0] == d0 && (ndim == 1 || t->shape[1] == d1);
+    if (ndim == 1)
+        QERR_CHECK(ok, QERR_E_FORMAT, "qerr_model_load: tensor '%s' must have shape [%lld]", name,
+                   (long long)d0);
+    QERR_CHECK(ok, QERR_E_FORMAT, "qerr_model_load: tensor '%s' must have shape [%lld, %lld]",
+               name, (long long)d0, (long long)d1);
+    return QERR_OK;
+}
+
+static int check_tensors(const qerr_model *m) {
+    const qerr_model_config *c = &m->cfg;
+    const int64_t d = c->hidden, qd = c->heads * c->head_dim, kvd = c->kv_heads * c->head_dim;
+    QERR_TRY(check_shape(m, EMBED, 2, c->vocab, d));
+    QERR_TRY(check_shape(m, HEAD, 2, c->vocab, d));
+    QERR_TRY(check_shape(m, "model.norm.weight", 1, d, 0));
+    char name[128];
+    for (int64_t l = 0; l < c->layers; l++) {
+        const struct { const char *suffix; int ndim; int64_t d0, d1; } want[] = {
+            {"input_layernorm", 1, d, 0}, {"post_attention_layernorm", 1, d, 0},
+            {"self_attn.q_proj", 2, qd, d}, {"self_attn.k_proj", 2, kvd, d},
+            {"self_attn.v_proj", 2, kvd, d}, {"self_attn.o_proj", 2, d, qd},
+            {"mlp.gate_proj", 2, c->inter, d}, {"mlp.up_proj", 2, c->inter, d},
+            {"mlp.down_proj", 2, d, c->inter},
+        };
+        for (size_t k = 0; k < sizeof want / sizeof want[0]; k++) {
+            snprintf(name, sizeof name, "model.layers.%lld.%s.weight", (long long)l,
+                     want[k].suffix);
+            QERR_TRY(check_shape(m, name, want[k].ndim, want[k].d0, want[k].d1));
+        }
+    }
+    for (int i = 0; i < m->n; i++) {
+        const qerr_tensor *t = m->entries[i].t;
+        int64_t bad = qerr__find_nonfinite_f32(t->data, t->numel);
+        QERR_CHECK(bad < 0, QERR_E_NONFINITE, "qerr_model_load: '%.128s'[%lld] is not finite",
+                   m->entries[i].name, (long long)bad);
+    }
+    return QERR_OK;
+}
+
+/* Tied embeddings: Hugging Face saves one of the two names (and may say so
+ * in __metadata__); make the other an alias of the same tensor. */
+static int tie_embeddings(qerr_model *m, int cap, const qerr_st_file *meta) {
+    int e = qerr__model_find(m, EMBED), h = qerr__model_find(m, HEAD);
+    if (e >= 0 && h >= 0) return QERR_OK;
+    const char *said = qerr__st_meta(meta, EMBED);
+    bool tied = m->cfg.tied || (said && strcmp(said, HEAD) == 0);
+    if (!tied) return QERR_OK; /* check_tensors names the missing one */
+    if (e >= 0) return add_entry(m, cap, HEAD, m->entries[e].t, true);
+    if (h >= 0) return add_entry(m, cap, EMBED, m->entries[h].t, true);
+    return QERR_OK;
+}
+
+int qerr_model_load(qerr_model **out, const char *dir) {
+    static const char fn[] = "qerr_model_load";
+    QERR_CHECK(out, QERR_E_INVALID_ARG, "%s: out is NULL", fn);
+    *out = NULL;
+    QERR_CHECK(dir, QERR_E_INVALID_ARG, "%s: dir is NULL", fn);
+    qerr_model *m = calloc(1, sizeof *m);
+    QERR_CHECK(m, QERR_E_NOMEM, "%s: out of memory", fn);
+    char *cfg_path = NULL;
+    uint8_t *text = NULL;
+    size_t len = 0;
+    qerr_json *cj = NULL;
+    int rc = join_path(&cfg_path, dir, "config.json");
+    if (rc == QERR_OK) rc = qerr__read_file(cfg_path, &text, &len, MAX_CONFIG_BYTES);
+    if (rc == QERR_OK) rc = qerr__json_parse((const char *)text, len, cfg_path, &cj);
+    if (rc == QERR_OK) rc = qerr__config_from_json(cj, cfg_path, &m->cfg);
+    free(text);
+    free(cfg_path);
+    qerr__json_free(cj);
+
+    qerr_st_file *files = NULL;
+    int nfiles = 0, cap = 0;
+    qerr_st_file *meta = NULL;
+    if (rc == QERR_OK) {
+        files = qerr__calloc(MAX_SHARDS, sizeof *files);
+        if (!files) rc = qerr__fail(QERR_E_NOMEM, "%s: out of memory", fn);
+    }
+    if (rc == QERR_OK) rc = load_weights(m, dir, &cap, &meta, files, MAX_SHARDS, &nfiles);
+    if (rc == QERR_OK) rc = tie_embeddings(m, cap, meta);
+    for (int s = 0; s < nfiles; s++) qerr__st_close(&files[s]);
+    free(files);
+    if (rc == QERR_OK) rc = check_tensors(m);
+    if (rc != QERR_OK) {
+        qerr_model_free(m);
+        return rc;
+    }
+    *out = m;
+    qerr__clear_error();
+    return QERR_OK;
+}
+
+void qerr__model_rt_clear(qerr_model *m) {
+    if (!m || !m->rt) return;
+    for (int64_t l = 0; l < m->cfg.layers; l++) m->rt_ops->free(m->rt[l]);
+    free(m->rt);
+    m->rt = NULL;
+    m->rt_ops = NULL;
+}
+
+void qerr_model_free(qerr_model *m) {
+    if (!m) return;
+    qerr__model_rt_clear(m);
+    for (int i = 0; i < m->n; i++) {
+        if (!m->entries[i].alias) qerr_tensor_free(m->entries[i].t);
+        free(m->entries[i].name);
+    }
+    free(m->entries);
+    free(m);
+}
+
+int qerr_model_config_int(const qerr_model *m, const char *key, int64_t *value) {
+    static const char fn[] = "qerr_model_config_int";
+    QERR_CHECK(m && key && value, QERR_E_INVALID_ARG, "%s: NULL argument", fn);
+    const qerr_model_config *c = &m->cfg;
+    const struct { const char *key; int64_t v; } map[] = {
+        {"hidden_size", c->hidden},         {"intermediate_size", c->inter},
+        {"num_hidden_layers", c->layers},   {"num_attention_heads", c->heads},
+        {"num_key_value_heads", c->kv_heads}, {"vocab_size", c->vocab},
+        {"tie_word_embeddings", c->tied},   {"head_dim", c->head_dim},
+    };
+    for (size_t i = 0; i < sizeof map / sizeof map[0]; i++) {
+        if (strcmp(key, map[i].key) == 0) {
+            *value = map[i].v;
+            return QERR_OK;
+        }
+    }
+    return qerr__fail(QERR_E_NOT_FOUND, "%s: no integer key \"%.64s\"", fn, key);
+}
+
+int qerr_model_config_double(const qerr_model *m, const char *key, double *value) {
+    static const char fn[] = "qerr_model_config_double";
+    QERR_CHECK(m && key && value, QERR_E_INVALID_ARG, "%s: NULL argument", fn);
+    if (strcmp(key, "rope_theta") == 0) *value = m->cfg.rope_theta;
+    else if (strcmp(key, "rms_norm_eps") == 0) *value = m->cfg.rms_eps;
+    else return qerr__fail(QERR_E_NOT_FOUND, "%s: no floating-point key \"%.64s\"", fn, key);
+    return QERR_OK;
+}
+
+int qerr_model_tensor_count(const qerr_model *m) { return m ? m->n : 0; }
+
+const char *qerr_model_tensor_name(const qerr_model *m, int index) {
+    return (m && index >= 0 && index < m->n) ? m->entries[index].name : NULL;
+}
+
+int qerr_model_tensor(const qerr_model *m, const char *name, const qerr_tensor **out) {
+    static const char fn[] = "qerr_model_tensor";
+    QERR_CHECK(out, QERR_E_INVALID_ARG, "%s: out is NULL", fn);
+    *out = NULL;
+    QERR_CHECK(m && name, QERR_E_INVALID_ARG, "%s: NULL argument", fn);
+    int i = qerr__model_find(m, name);
+    QERR_CHECK(i >= 0, QERR_E_NOT_FOUND, "%s: no tensor '%.128s'", fn, name);
+    *out = m->entries[i].t;
+    return QERR_OK;
+}

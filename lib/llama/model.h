@@ -1,0 +1,112 @@
+/* Internal definitions of the architecture layer (lib/llama/): the config,
+ * the loaded model, the float32 LLaMA forward pass. Never installed. */
+#ifndef QERR_LLAMA_MODEL_H
+#define QERR_LLAMA_MODEL_H
+
+#include "../core/internal.h"
+#include "../io/io.h"
+
+/* ---- model (config.c, model.c) ------------------------------------------- */
+typedef struct qerr_model_config {
+    int64_t hidden, inter, layers, heads, kv_heads, vocab, head_dim;
+    bool tied;
+    double rope_theta, rms_eps;
+} qerr_model_config;
+
+/* Read the LLaMA keys from a parsed config.json; missing or out-of-range
+ * values give QERR_E_FORMAT naming the key. */
+int qerr__config_from_json(const qerr_json *j, const char *what, qerr_model_config *cfg);
+
+typedef struct qerr_model_entry {
+    char *name;
+    qerr_tensor *t; /* F32, owned unless `alias` */
+    bool alias;     /* shares the tensor of another entry (tied embeddings) */
+} qerr_model_entry;
+
+/* Borrowed float32 weights of one decoder layer (row-major [out, in]). */
+typedef struct qerr_layer_weights {
+    const float *attn_norm, *mlp_norm;
+    const float *q, *k, *v, *o;
+    const float *gate, *up, *down;
+} qerr_layer_weights;
+
+/* Per-layer run-time state of a weight-activation quantized layer (online
+ * transforms, activation / KV quantizers, folded norms), set by
+ * qerr_model_apply from block-wise results (lib/pipeline/deployed.c). This
+ * layer only runs and frees it, through the model's rt_ops. */
+typedef struct qerr_layer_rt qerr_layer_rt;
+typedef struct qerr_layer_rt_ops {
+    /* The deployed layer on X [nwin * T, hidden] in place, with its
+     * (dequantized) linear weights w. */
+    int (*forward)(const qerr_model_config *cfg, const qerr_layer_rt *rt,
+                   const qerr_layer_weights *w, float *X, int64_t nwin, int64_t T);
+    void (*free)(qerr_layer_rt *rt);
+} qerr_layer_rt_ops;
+
+struct qerr_model_s {
+    qerr_model_config cfg;
+    int n;
+    qerr_model_entry *entries;
+    qerr_layer_rt **rt; /* [layers] or NULL; rt[l] NULL = plain float layer */
+    const qerr_layer_rt_ops *rt_ops; /* set with rt */
+};
+
+/* Entry index by name, or -1. */
+int qerr__model_find(const qerr_model *m, const char *name);
+/* Float32 data of a named tensor, NULL if absent. */
+float *qerr__model_data(const qerr_model *m, const char *name);
+/* Weights of layer `l` (all present: checked at load). */
+void qerr__model_layer(const qerr_model *m, int64_t l, qerr_layer_weights *w);
+
+/* ---- forward pass (forward.c) -------------------------------------------- */
+/* The seven linear layers of a decoder layer, in pipeline order. */
+enum { QERR_LIN_Q, QERR_LIN_K, QERR_LIN_V, QERR_LIN_O, QERR_LIN_GATE, QERR_LIN_UP, QERR_LIN_DOWN,
+       QERR_LIN_COUNT };
+extern const char *const qerr__lin_names[QERR_LIN_COUNT]; /* "self_attn.q_proj", ... */
+
+/* Rows where a layer's linear inputs are seen (for calibration): called with
+ * the rows x in_features input of QERR_LIN_Q (shared by q/k/v), QERR_LIN_O,
+ * QERR_LIN_GATE (shared by gate/up) and QERR_LIN_DOWN. Non-zero status stops
+ * the pass. */
+typedef int (*qerr_tap_fn)(void *user, int lin, const float *rows, int64_t nrows, int64_t cols);
+
+/* Run decoder layer `w` in place on X [nwin * T, hidden] (nwin windows of T
+ * tokens, positions restart at 0 in each). `tap` may be NULL. With
+ * stop_after = a QERR_LIN_* tap point, the pass stops right after that tap
+ * and X is left unchanged (calibration of one stage); -1 runs the layer.
+ * Works through the windows in chunks so scratch memory stays bounded. */
+int qerr__layer_forward(const qerr_ctx *ctx, const qerr_model_config *cfg,
+                        const qerr_layer_weights *w, float *X, int64_t nwin, int64_t T,
+                        qerr_tap_fn tap, void *tap_user, int stop_after);
+/* The same, able to save or reuse the attention half: h1_save (may be NULL)
+ * receives h1 = X + attention(X) [nwin * T, hidden] whenever the pass gets
+ * past o_proj; with h1_from (may be NULL) the pass starts from a saved h1
+ * and runs only the MLP half (X is still the layer's input; with
+ * stop_after = -1 it becomes h1 + mlp(h1)). Used by the quantization
+ * pipeline so the later stages need not rerun attention. */
+int qerr__layer_forward_ex(const qerr_ctx *ctx, const qerr_model_config *cfg,
+                           const qerr_layer_weights *w, float *X, int64_t nwin, int64_t T,
+                           qerr_tap_fn tap, void *tap_user, int stop_after, float *h1_save,
+                           const float *h1_from);
+/* Run decoder layer l of the model in place on X [nwin * T, hidden]: the
+ * float layer (qerr__layer_forward, bit-identical) unless the layer has
+ * run-time state, then its deployed forward (m->rt_ops). */
+int qerr__model_layer_run(const qerr_ctx *ctx, const qerr_model *m, int64_t l, float *X,
+                          int64_t nwin, int64_t T);
+/* Drop every layer's run-time state (back to the float forward). */
+void qerr__model_rt_clear(qerr_model *m);
+
+/* X [rows, hidden] = embedding rows of tokens (ids < vocab, checked). */
+int qerr__embed(const qerr_model *m, const uint32_t *tokens, int64_t rows, float *X);
+/* In-place RMSNorm of X [rows, d] with weight g. */
+void qerr__rmsnorm(float *X, int64_t rows, int64_t d, const float *g, double eps);
+/* Logits [rows, vocab] of final hidden states X [rows, hidden] (final norm
+ * applied to X in place first). */
+int qerr__head(const qerr_model *m, float *X, int64_t rows, float *logits);
+/* Greedy decoding: starting from `prompt` (n_prompt >= 1 tokens), append
+ * argmax tokens until out holds `total` tokens (out[0..n_prompt) = prompt).
+ * Recomputes the full prefix each step: for tests, not speed. */
+int qerr__greedy_decode(const qerr_model *m, const uint32_t *prompt, int64_t n_prompt,
+                        int64_t total, uint32_t *out);
+
+#endif /* QERR_LLAMA_MODEL_H */

@@ -1,0 +1,471 @@
+/* qerr_model_quantize: true-sequential calibration and quantization.
+ * Per decoder layer: capture the inputs of q/k/v (one calibration set),
+ * quantize q, k, v; rerun the layer with them to capture o_proj's input,
+ * quantize it; rerun to capture gate/up's input, quantize both; rerun to
+ * capture down_proj's input, quantize it; finally run the quantized layer to
+ * produce the next layer's inputs. Once q/k/v/o are final, h1 = X + attention
+ * is kept, so the down_proj capture and the final pass run only the MLP.
+ * lm_head stays float unless an override pattern names it (then it is
+ * calibrated on the final normed states).
+ * A block-wise plan (method with quantize_block, e.g. flatquant) instead
+ * hands each whole decoder block to the method, with both the float-path
+ * and the quantized-path inputs; see quantize_block_layer. */
+#include "deployed.h"
+#include "overrides.h"
+#include "../methods/method.h"
+#include "../train/train.h" /* the block types handed to quantize_block */
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Tap points: the stage that captures each linear layer's input. */
+static const int stage_of[QERR_LIN_COUNT] = {
+    QERR_LIN_Q, QERR_LIN_Q, QERR_LIN_Q, QERR_LIN_O, QERR_LIN_GATE, QERR_LIN_GATE, QERR_LIN_DOWN,
+};
+
+typedef struct {
+    qerr_ctx *ctx;
+    const qerr_model *m;
+    const qerr_plan *plan;
+    const qerr_overrides *ov;
+    qerr_qmodel *q;
+    int64_t done, total; /* tensors, for progress */
+    float *h1;           /* rows x hidden: the layer's X + attention(X) */
+    bool h1_valid;       /* h1 holds the current layer's final attention */
+    float *x_fp;         /* block-wise plans: the float path's hidden states */
+} pipeline;
+
+typedef struct {
+    qerr_calib *calib;
+    int lin;
+} tap_state;
+
+static int capture(void *user, int lin, const float *rows, int64_t nrows, int64_t cols) {
+    tap_state *t = user;
+    if (lin != t->lin) return QERR_OK;
+    return qerr_calib_add_f32(t->calib, rows, nrows);
+}
+
+/* Plan for tensor `name`, NULL to keep it float. */
+static const qerr_plan *plan_for(const pipeline *p, const char *name, bool is_head) {
+    const qerr_override *o = qerr__overrides_match(p->ov, name);
+    if (o) return o->plan;
+    /* a block-wise plan quantizes whole blocks only (quantize_block_layer);
+     * in a block that overrides sent down the layer path the rest stays float */
+    return is_head || qerr__plan_is_blockwise(p->plan) ? NULL : p->plan;
+}
+
+/* A copy of plan with ragged_groups=1 when group_size does not divide cols
+ * (logged at INFO); *out stays NULL when the plan fits as it is. */
+static int ragged_plan(const pipeline *p, const qerr_plan *plan, const char *name, int64_t cols,
+                       qerr_plan **out) {
+    *out = NULL;
+    int64_t g, ragged;
+    if (qerr_plan_get_int(plan, "group_size", &g) != QERR_OK ||
+        qerr_plan_get_int(plan, "ragged_groups", &ragged) != QERR_OK) {
+        qerr__clear_error();
+        return QERR_OK;
+    }
+    if (g <= 0 || ragged == 1 || cols % g == 0) return QERR_OK;
+    QERR_TRY(qerr_plan_clone(plan, out));
+    int rc = qerr_plan_set_int(*out, "ragged_groups", 1);
+    if (rc != QERR_OK) {
+        qerr_plan_free(*out);
+        *out = NULL;
+        return rc;
+    }
+    qerr__log(p->ctx, QERR_LOG_INFO,
+              "%s: group_size=%lld does not divide its %lld columns; using ragged_groups=1 "
+              "(last group shorter)",
+              name, (long long)g, (long long)cols);
+    return QERR_OK;
+}
+
+/* Quantize W [rows, cols] named `name`; *deq gets the dequantized weight
+ * (malloc'd; set even if the progress callback then cancels) and the result
+ * goes into the qmodel. */
+static int quantize_one(pipeline *p, const char *name, const qerr_plan *plan, const float *W,
+                        int64_t rows, int64_t cols, const qerr_calib *calib, const char *stage,
+                        float **deq) {
+    *deq = NULL;
+    qerr_plan *fixed = NULL;
+    QERR_TRY(ragged_plan(p, plan, name, cols, &fixed));
+    qerr_tensor *t = NULL;
+    const int64_t shape[2] = {rows, cols};
+    int rc = qerr_tensor_wrap(&t, QERR_DTYPE_F32, 2, shape, (void *)W);
+    qerr_result *r = NULL;
+    const double t0 = qerr__now();
+    if (rc == QERR_OK) rc = qerr_quantize(p->ctx, fixed ? fixed : plan, t, calib, &r);
+    if (rc != QERR_OK) {
+        char why[512]; /* copied: the message buffer is rewritten by qerr__fail */
+        snprintf(why, sizeof why, "%s", qerr_last_error());
+        rc = qerr__fail(rc, "%s: %s", name, why);
+    }
+    qerr_tensor_free(t);
+    qerr_plan_free(fixed);
+    float *out = NULL;
+    if (rc == QERR_OK) {
+        out = qerr__malloc2((size_t)rows, (size_t)cols * sizeof(float));
+        rc = out ? qerr_result_dequantize(r, out, (size_t)(rows * cols))
+                 : qerr__fail(QERR_E_NOMEM, "%s: out of memory", name);
+    }
+    if (rc == QERR_OK) {
+        double err = 0.0;
+        qerr_result_diag(r, "layer_error", &err);
+        qerr__log(p->ctx, QERR_LOG_INFO, "%s: %s, layer error %.6g, %.2f s", stage,
+                  qerr_result_plan(r), err, qerr__now() - t0);
+        rc = qerr_qmodel_add(p->q, name, r); /* takes r, also on failure */
+        r = NULL;
+    }
+    qerr_result_free(r);
+    if (rc != QERR_OK) {
+        free(out);
+        return rc;
+    }
+    *deq = out;
+    p->done++;
+    return qerr__progress(p->ctx, stage, (double)p->done / (double)p->total);
+}
+
+static bool plan_needs_calib(const qerr_plan *plan) {
+    return plan && plan->method->needs_calib;
+}
+
+typedef struct {
+    const float *w[QERR_LIN_COUNT]; /* current weights (float or dequantized) */
+    float *owned[QERR_LIN_COUNT];
+} layer_state;
+
+static void set_weights(const layer_state *ls, const qerr_layer_weights *base,
+                        qerr_layer_weights *w) {
+    *w = *base;
+    w->q = ls->w[QERR_LIN_Q];
+    w->k = ls->w[QERR_LIN_K];
+    w->v = ls->w[QERR_LIN_V];
+    w->o = ls->w[QERR_LIN_O];
+    w->gate = ls->w[QERR_LIN_GATE];
+    w->up = ls->w[QERR_LIN_UP];
+    w->down = ls->w[QERR_LIN_DOWN];
+}
+
+static void lin_shape(const qerr_model_config *c, int lin, int64_t *rows, int64_t *cols) {
+    const int64_t d = c->hidden, qd = c->heads * c->head_dim, kvd = c->kv_heads * c->head_dim;
+    switch (lin) {
+    case QERR_LIN_Q: *rows = qd; *cols = d; break;
+    case QERR_LIN_K:
+    case QERR_LIN_V: *rows = kvd; *cols = d; break;
+    case QERR_LIN_O: *rows = d; *cols = qd; break;
+    case QERR_LIN_GATE:
+    case QERR_LIN_UP: *rows = c->inter; *cols = d; break;
+    default: *rows = d; *cols = c->inter; break;
+    }
+}
+
+/* Quantize the linear layers of one stage (those tapped at `stage`). */
+static int run_stage(pipeline *p, int64_t l, int stage, layer_state *ls,
+                     const qerr_layer_weights *base, float *X, int64_t nwin, int64_t T) {
+    const qerr_model_config *c = &p->m->cfg;
+    char names[QERR_LIN_COUNT][160];
+    const qerr_plan *plans[QERR_LIN_COUNT] = {0};
+    bool any = false, need = false;
+    for (int lin = 0; lin < QERR_LIN_COUNT; lin++) {
+        if (stage_of[lin] != stage) continue;
+        snprintf(names[lin], sizeof names[lin], "model.layers.%lld.%s.weight", (long long)l,
+                 qerr__lin_names[lin]);
+        plans[lin] = plan_for(p, names[lin], false);
+        any |= plans[lin] != NULL;
+        need |= plan_needs_calib(plans[lin]);
+    }
+    if (!any) return QERR_OK;
+    qerr_calib *calib = NULL;
+    if (need) {
+        int64_t r, in;
+        lin_shape(c, stage, &r, &in);
+        QERR_TRY(qerr_calib_create(&calib, in));
+        qerr_layer_weights w;
+        set_weights(ls, base, &w);
+        tap_state ts = {calib, stage};
+        /* q/k/v/o are final once the gate/up stage runs: save h1 then, and
+         * start the down_proj pass from it instead of rerunning attention. */
+        float *save = NULL;
+        const float *from = NULL;
+        if (stage == QERR_LIN_GATE || (stage == QERR_LIN_DOWN && !p->h1_valid)) save = p->h1;
+        else if (stage == QERR_LIN_DOWN) from = p->h1;
+        int rc = qerr__layer_forward_ex(p->ctx, c, &w, X, nwin, T, capture, &ts, stage, save,
+                                        from);
+        if (rc == QERR_OK && save) p->h1_valid = true;
+        if (rc != QERR_OK) {
+            qerr_calib_free(calib);
+            return rc;
+        }
+    }
+    int rc = QERR_OK;
+    for (int lin = 0; lin < QERR_LIN_COUNT && rc == QERR_OK; lin++) {
+        if (stage_of[lin] != stage || !plans[lin]) continue;
+        int64_t rows, cols;
+        lin_shape(c, lin, &rows, &cols);
+        char label[192];
+        snprintf(label, sizeof label, "layer %lld/%lld %s", (long long)l + 1,
+                 (long long)c->layers, qerr__lin_names[lin]);
+        float *deq = NULL;
+        rc = quantize_one(p, names[lin], plans[lin], ls->w[lin], rows, cols,
+                          plan_needs_calib(plans[lin]) ? calib : NULL, label, &deq);
+        if (deq) { /* also when the progress callback cancelled after it */
+            ls->owned[lin] = deq;
+            ls->w[lin] = deq;
+        }
+    }
+    qerr_calib_free(calib);
+    return rc;
+}
+
+/* Block-wise path for layer l (no override names any of its tensors): the
+ * method quantizes the whole block from x_fp (float path) and X (quantized
+ * path); results are stored under the usual names, with their extras; X
+ * advances through the deployed block (online transforms when the results
+ * carry them, else the dequantized weights) and x_fp through the float one. */
+static int quantize_block_layer(pipeline *p, int64_t l, float *X, int64_t nwin, int64_t T) {
+    const qerr_model_config *c = &p->m->cfg;
+    qerr_block_config bc;
+    qerr__block_config_from_model(c, &bc);
+    qerr_layer_weights base, nb[QERR_BLOCK_LOOKAHEAD];
+    qerr_block_weights_f w, nw[QERR_BLOCK_LOOKAHEAD];
+    qerr__model_layer(p->m, l, &base);
+    qerr__block_weights_from_layer(&base, &w);
+    /* as for layer plans: a group_size that does not divide some linear's
+     * input width turns on ragged_groups for the block */
+    qerr_plan *fixed = NULL;
+    for (int lin = 0; lin < QERR_LIN_COUNT && !fixed; lin++) {
+        int64_t rows, cols;
+        char name[160];
+        qerr__block_linear_shape(&bc, lin, &rows, &cols);
+        snprintf(name, sizeof name, "model.layers.%lld.%s", (long long)l, qerr__lin_names[lin]);
+        QERR_TRY(ragged_plan(p, p->plan, name, cols, &fixed));
+    }
+    const qerr_plan *plan = fixed ? fixed : p->plan;
+    qerr_block_call call = {p->ctx, plan, &bc, &w, p->x_fp, X, {NULL}, l, c->layers, nwin, T};
+    for (int k = 0; k < QERR_BLOCK_LOOKAHEAD && l + 1 + k < c->layers; k++) {
+        qerr__model_layer(p->m, l + 1 + k, &nb[k]);
+        qerr__block_weights_from_layer(&nb[k], &nw[k]);
+        call.next[k] = &nw[k];
+    }
+    qerr_result *res[QERR_LIN_COUNT] = {0};
+    float *deq[QERR_LIN_COUNT] = {0};
+    qerr_layer_rt *rt = NULL;
+    const double t0 = qerr__now();
+    int rc = p->plan->method->quantize_block(&call, res);
+    if (rc != QERR_OK) {
+        qerr_plan_free(fixed);
+        char why[512];
+        snprintf(why, sizeof why, "%s", qerr_last_error());
+        return qerr__fail(rc, "model.layers.%lld: %s", (long long)l, why);
+    }
+    char spec[1024];
+    size_t need = 0;
+    rc = qerr_plan_to_string(plan, spec, sizeof spec, &need);
+    qerr_plan_free(fixed);
+    plan = NULL;
+    for (int lin = 0; lin < QERR_LIN_COUNT && rc == QERR_OK; lin++) {
+        int64_t rows = qerr_result_rows(res[lin]), cols = qerr_result_cols(res[lin]);
+        if (!res[lin]->plan && (res[lin]->plan = malloc(strlen(spec) + 1)))
+            memcpy(res[lin]->plan, spec, strlen(spec) + 1); /* as qerr_quantize stamps it */
+        deq[lin] = qerr__malloc2((size_t)rows, (size_t)cols * sizeof(float));
+        rc = deq[lin] && res[lin]->plan
+                 ? qerr_result_dequantize(res[lin], deq[lin], (size_t)(rows * cols))
+                 : qerr__fail(QERR_E_NOMEM, "model.layers.%lld: out of memory", (long long)l);
+    }
+    if (rc == QERR_OK) rc = qerr__layer_rt_from_results(c, (const qerr_result *const *)res, &rt);
+    double mse = NAN;
+    if (rc == QERR_OK) qerr_result_diag(res[QERR_LIN_Q], "block_mse_final", &mse);
+    for (int lin = 0; lin < QERR_LIN_COUNT; lin++) {
+        char name[160];
+        snprintf(name, sizeof name, "model.layers.%lld.%s.weight", (long long)l,
+                 qerr__lin_names[lin]);
+        if (rc == QERR_OK) rc = qerr_qmodel_add(p->q, name, res[lin]); /* takes it */
+        else qerr_result_free(res[lin]);
+        res[lin] = NULL;
+    }
+    if (rc == QERR_OK) {
+        qerr__clear_error();
+        qerr__log(p->ctx, QERR_LOG_INFO, "layer %lld/%lld: %s, block mse %.6g, %.2f s",
+                  (long long)l + 1, (long long)c->layers, spec, mse, qerr__now() - t0);
+        qerr_layer_weights wq = base;
+        wq.q = deq[QERR_LIN_Q]; wq.k = deq[QERR_LIN_K]; wq.v = deq[QERR_LIN_V];
+        wq.o = deq[QERR_LIN_O]; wq.gate = deq[QERR_LIN_GATE]; wq.up = deq[QERR_LIN_UP];
+        wq.down = deq[QERR_LIN_DOWN];
+        rc = rt ? qerr__layer_rt_forward(c, rt, &wq, X, nwin, T)
+                : qerr__layer_forward(p->ctx, c, &wq, X, nwin, T, NULL, NULL, -1);
+    }
+    if (rc == QERR_OK)
+        rc = qerr__layer_forward(p->ctx, c, &base, p->x_fp, nwin, T, NULL, NULL, -1);
+    qerr__layer_rt_free(rt);
+    for (int lin = 0; lin < QERR_LIN_COUNT; lin++) free(deq[lin]);
+    if (rc != QERR_OK) return rc;
+    p->done += QERR_LIN_COUNT;
+    char label[64];
+    snprintf(label, sizeof label, "layer %lld/%lld", (long long)l + 1, (long long)c->layers);
+    return qerr__progress(p->ctx, label, (double)p->done / (double)p->total);
+}
+
+/* Whether any override names a linear of layer l. */
+static bool layer_overridden(const pipeline *p, int64_t l) {
+    for (int lin = 0; lin < QERR_LIN_COUNT; lin++) {
+        char name[160];
+        snprintf(name, sizeof name, "model.layers.%lld.%s.weight", (long long)l,
+                 qerr__lin_names[lin]);
+        if (qerr__overrides_match(p->ov, name)) return true;
+    }
+    return false;
+}
+
+static int quantize_layer(pipeline *p, int64_t l, float *X, int64_t nwin, int64_t T) {
+    if (p->x_fp && !layer_overridden(p, l)) return quantize_block_layer(p, l, X, nwin, T);
+    if (p->x_fp) { /* block-wise plan, overridden block: layer path, float path advances too */
+        qerr_layer_weights fw;
+        qerr__model_layer(p->m, l, &fw);
+        QERR_TRY(qerr__layer_forward(p->ctx, &p->m->cfg, &fw, p->x_fp, nwin, T, NULL, NULL, -1));
+    }
+    qerr_layer_weights base;
+    qerr__model_layer(p->m, l, &base);
+    layer_state ls = {{base.q, base.k, base.v, base.o, base.gate, base.up, base.down}, {0}};
+    static const int stages[] = {QERR_LIN_Q, QERR_LIN_O, QERR_LIN_GATE, QERR_LIN_DOWN};
+    int rc = QERR_OK;
+    p->h1_valid = false;
+    for (size_t s = 0; s < sizeof stages / sizeof stages[0] && rc == QERR_OK; s++)
+        rc = run_stage(p, l, stages[s], &ls, &base, X, nwin, T);
+    if (rc == QERR_OK) { /* the quantized layer feeds the next one */
+        qerr_layer_weights w;
+        set_weights(&ls, &base, &w);
+        rc = qerr__layer_forward_ex(p->ctx, &p->m->cfg, &w, X, nwin, T, NULL, NULL, -1, NULL,
+                                    p->h1_valid ? p->h1 : NULL);
+    }
+    for (int lin = 0; lin < QERR_LIN_COUNT; lin++) free(ls.owned[lin]);
+    return rc;
+}
+
+/* lm_head, only when an override names it: calibrated on final normed states. */
+static int quantize_head(pipeline *p, const qerr_plan *plan, float *X, int64_t rows) {
+    const qerr_model_config *c = &p->m->cfg;
+    qerr__rmsnorm(X, rows, c->hidden, qerr__model_data(p->m, "model.norm.weight"), c->rms_eps);
+    qerr_calib *calib = NULL;
+    if (plan_needs_calib(plan)) {
+        QERR_TRY(qerr_calib_create(&calib, c->hidden));
+        int rc = qerr_calib_add_f32(calib, X, rows);
+        if (rc != QERR_OK) {
+            qerr_calib_free(calib);
+            return rc;
+        }
+    }
+    float *deq = NULL;
+    int rc = quantize_one(p, "lm_head.weight", plan, qerr__model_data(p->m, "lm_head.weight"),
+                          c->vocab, c->hidden, calib, "lm_head", &deq);
+    free(deq);
+    qerr_calib_free(calib);
+    return rc;
+}
+
+/* nsamples windows of seqlen tokens at seeded random offsets. */
+static int draw_windows(const qerr_ctx *ctx, const uint32_t *tokens, int64_t count,
+                        int64_t nsamples, int64_t seqlen, uint32_t *out) {
+    qerr_rng rng;
+    qerr__rng_seed(&rng, ctx->seed);
+    const uint64_t span = (uint64_t)(count - seqlen) + 1;
+    for (int64_t s = 0; s < nsamples; s++) {
+        const int64_t start = (int64_t)(qerr__rng_next(&rng) % span);
+        memcpy(out + s * seqlen, tokens + start, (size_t)seqlen * sizeof *out);
+    }
+    return QERR_OK;
+}
+
+static int set_meta(qerr_qmodel *q, const char *plan, const char *overrides, int64_t nsamples,
+                    int64_t seqlen, uint64_t seed) {
+    char buf[64];
+    QERR_TRY(qerr_qmodel_set_meta(q, "quantize.plan", plan));
+    QERR_TRY(qerr_qmodel_set_meta(q, "quantize.overrides", overrides ? overrides : ""));
+    snprintf(buf, sizeof buf, "%lld", (long long)nsamples);
+    QERR_TRY(qerr_qmodel_set_meta(q, "quantize.nsamples", buf));
+    snprintf(buf, sizeof buf, "%lld", (long long)seqlen);
+    QERR_TRY(qerr_qmodel_set_meta(q, "quantize.seqlen", buf));
+    snprintf(buf, sizeof buf, "%llu", (unsigned long long)seed);
+    QERR_TRY(qerr_qmodel_set_meta(q, "quantize.seed", buf));
+    return qerr_qmodel_set_meta(q, "quantize.lm_head", "float unless an override names it");
+}
+
+int qerr_model_quantize(qerr_ctx *ctx, const qerr_model *m, const char *plan_spec,
+                        const char *overrides, const uint32_t *tokens, int64_t count,
+                        int64_t nsamples, int64_t seqlen, qerr_qmodel **out) {
+    static const char fn[] = "qerr_model_quantize";
+    QERR_CHECK(out, QERR_E_INVALID_ARG, "%s: out is NULL", fn);
+    *out = NULL;
+    QERR_CHECK(m && plan_spec && tokens, QERR_E_INVALID_ARG, "%s: NULL argument", fn);
+    QERR_CHECK(nsamples >= 1 && nsamples <= (1 << 20), QERR_E_RANGE,
+               "%s: nsamples=%lld is outside 1..2^20", fn, (long long)nsamples);
+    QERR_CHECK(seqlen >= 1 && seqlen <= (1 << 20), QERR_E_RANGE,
+               "%s: seqlen=%lld is outside 1..2^20", fn, (long long)seqlen);
+    QERR_CHECK(count >= seqlen, QERR_E_RANGE, "%s: %lld calibration tokens < seqlen=%lld", fn,
+               (long long)count, (long long)seqlen);
+    for (int64_t i = 0; i < count; i++)
+        QERR_CHECK(tokens[i] < (uint64_t)m->cfg.vocab, QERR_E_RANGE,
+                   "%s: calibration token %lld has id %u, outside the vocabulary of %lld", fn,
+                   (long long)i, tokens[i], (long long)m->cfg.vocab);
+    const qerr_ctx *cx = ctx ? ctx : qerr__default_ctx();
+    qerr_plan *plan = NULL;
+    QERR_TRY(qerr_plan_parse(&plan, plan_spec));
+    qerr_overrides ov;
+    int rc = qerr__overrides_parse(overrides, &ov);
+    if (rc != QERR_OK) {
+        qerr_plan_free(plan);
+        return rc;
+    }
+    const int64_t rows = nsamples * seqlen, d = m->cfg.hidden;
+    uint32_t *calib_tok = qerr__malloc2((size_t)rows, sizeof *calib_tok);
+    float *X = qerr__malloc2((size_t)rows, (size_t)d * sizeof(float));
+    float *h1 = qerr__malloc2((size_t)rows, (size_t)d * sizeof(float));
+    qerr_qmodel *q = NULL;
+    if (!calib_tok || !X || !h1) rc = qerr__fail(QERR_E_NOMEM, "%s: out of memory for %lld rows", fn,
+                                          (long long)rows);
+    if (rc == QERR_OK) rc = qerr_qmodel_create(&q);
+    if (rc == QERR_OK) rc = set_meta(q, plan_spec, overrides, nsamples, seqlen, cx->seed);
+    if (rc == QERR_OK) rc = draw_windows(cx, tokens, count, nsamples, seqlen, calib_tok);
+    if (rc == QERR_OK) rc = qerr__embed(m, calib_tok, rows, X);
+    const qerr_plan *head_plan = plan_for(&(pipeline){.plan = plan, .ov = &ov},
+                                          "lm_head.weight", true);
+    pipeline p = {(qerr_ctx *)cx, m, plan, &ov, q, 0, 0, h1, false, NULL};
+    if (rc == QERR_OK && qerr__plan_is_blockwise(plan)) {
+        p.x_fp = qerr__malloc2((size_t)rows, (size_t)d * sizeof(float));
+        if (p.x_fp) memcpy(p.x_fp, X, (size_t)(rows * d) * sizeof(float));
+        else rc = qerr__fail(QERR_E_NOMEM, "%s: out of memory for %lld rows", fn, (long long)rows);
+    }
+    for (int64_t l = 0; l < m->cfg.layers; l++) {
+        char name[160];
+        if (p.x_fp && !layer_overridden(&p, l)) {
+            p.total += QERR_LIN_COUNT;
+            continue;
+        }
+        for (int lin = 0; lin < QERR_LIN_COUNT; lin++) {
+            snprintf(name, sizeof name, "model.layers.%lld.%s.weight", (long long)l,
+                     qerr__lin_names[lin]);
+            p.total += plan_for(&p, name, false) != NULL;
+        }
+    }
+    p.total += head_plan != NULL;
+    if (p.total == 0) p.total = 1;
+    for (int64_t l = 0; rc == QERR_OK && l < m->cfg.layers; l++)
+        rc = quantize_layer(&p, l, X, nsamples, seqlen);
+    if (rc == QERR_OK && head_plan) rc = quantize_head(&p, head_plan, X, rows);
+    free(calib_tok);
+    free(X);
+    free(h1);
+    free(p.x_fp);
+    qerr__overrides_free(&ov);
+    qerr_plan_free(plan);
+    if (rc != QERR_OK) {
+        qerr_qmodel_free(q);
+        return rc;
+    }
+    *out = q;
+    qerr__clear_error();
+    return QERR_OK;
+}
