@@ -1,7 +1,7 @@
 /* libFuzzer target for the strict JSON parser and the config.json reader:
  * any byte string must give a status, never a crash; every string that
  * parses is valid UTF-8. */
-#include "io/io.h"
+#include "llama/model.h" /* JSON reader and the config keys */
 
 #include <stdlib.h>
 #include <string.h>

@@ -1,4 +1,4 @@
-/* refine=quantease of block-wise omniquant/cqe (lib/methods/cqe_block_refine.c
+/* refine=quantease of block-wise omniquant/cqe (lib/methods/omniquant/cqe_block_refine.c
  * and qerr__quantease_refine): the learned grids are kept, the codes stay on
  * them, and each linear's layer objective tr((W - Q) H (W - Q)^T) never rises
  * above the learned rounding's; on correlated inputs it falls. H is computed

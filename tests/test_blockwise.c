@@ -1,5 +1,5 @@
 /* Block-wise OmniQuant / LSI / SDE with cross-layer learning
- * (lib/train/omniquant_block.c). Gradients of LWC, of D on its mask and of
+ * (lib/methods/omniquant/omniquant_block.c). Gradients of LWC, of D on its mask and of
  * the cross-layer loss through the whole block (and the frozen float next
  * blocks) match central differences of the frozen-STE surrogate in float64;
  * D = 0 at the initial clipping is RTN with that clipping; mask=diag equals

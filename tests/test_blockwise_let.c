@@ -1,5 +1,5 @@
 /* OmniQuant LET + per-token activation quantization (W4A4) in the block-wise
- * trainer (lib/train/omniquant_let.c). The gradients of the three LET pairs,
+ * trainer (lib/methods/omniquant/omniquant_let.c). The gradients of the three LET pairs,
  * LWC and SDE (diag+block) through the whole block match central differences
  * of the frozen-STE surrogate (weights and activations) in float64; LET with
  * s = 1 is the identity; the trained fake-quant block equals the folded,

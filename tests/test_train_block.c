@@ -2,7 +2,7 @@
  * weight, both norms, hook parameters) against central differences in
  * float64; identity hooks reproduce the plain block exactly; float agrees
  * with double; and the block equals the model loop's forward
- * (lib/model/forward.c) on real layers of stories260k. */
+ * (lib/llama/forward.c) on real layers of stories260k. */
 #include "testutil.h"
 
 #include "train/train.h"

@@ -1,6 +1,6 @@
 /* The method vtable: every quantization method is one translation unit in
  * lib/methods/ that defines one `const qerr_method qerr__<name>_method` and
- * keeps everything else static. lib/core/registry.c lists them. */
+ * keeps everything else static. lib/methods/registry.c lists them. */
 #ifndef QERR_METHOD_H
 #define QERR_METHOD_H
 

@@ -70,7 +70,7 @@ static int plan_bits(const qerr_result *r, const char *key, int64_t *v) {
     return rc;
 }
 
-/* OmniQuant/CQE weight-activation layers (lib/train/omniquant_let.c): the
+/* OmniQuant/CQE weight-activation layers (lib/methods/omniquant/omniquant_let.c): the
  * LET scales are folded into the norms and weights, so the state is the
  * folded norms, no online transform, the per-token quantizer at a_bits with
  * its clip at "none", and no K/V quantizer. */

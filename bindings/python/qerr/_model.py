@@ -1,8 +1,8 @@
 """Model-level API (qerr/model.h): token files, float models, perplexity,
 layer-by-layer quantization of a whole model, quantized-model containers.
 
-These functions exist only in builds that include lib/model; on another
-build each raises QerrError(E_UNSUPPORTED) and has_model_api() is False."""
+These functions exist only in builds that include the model layers (lib/llama,
+lib/pipeline); on another build each raises QerrError(E_UNSUPPORTED) and has_model_api() is False."""
 import collections
 import ctypes
 from ctypes import byref, c_double, c_int64, c_uint32, c_void_p

@@ -1,6 +1,6 @@
 /* FlatQuant (Sun et al., arXiv 2410.09426; algorithms.md §6) as a method:
  * the plan keys, and the block-level entry point that trains one decoder
- * block's transforms (lib/train/flatquant_block.c), folds them in float64 and
+ * block's transforms (lib/methods/flatquant/flatquant_block.c), folds them in float64 and
  * rounds every linear weight of the block to the FlatQuant symmetric grid
  * (weight_quantizer=rtn) or with GPTQ on H of its transformed input (gptq).
  *

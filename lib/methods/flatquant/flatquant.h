@@ -99,7 +99,7 @@ int qerr__flatquant_deployed_gram(const qerr_block_config *cfg, const qerr_flatq
                                   qerr_block_cache_f *cache, const float *x, float *y,
                                   double *const gram[QERR_FQB_T]);
 
-/* ---- the method's block-level entry (lib/methods/flatquant.c) ------------- */
+/* ---- the method's block-level entry (lib/methods/flatquant/flatquant.c) ------------- */
 /* Options from a "flatquant" plan. */
 int qerr__flatquant_opts_from_plan(const qerr_plan *p, uint64_t seed, qerr_flatquant_opts *o);
 /* Train, fold and quantize one block: out[l] for every QERR_LIN_*, with the

@@ -1,5 +1,5 @@
 /* The block-level entry of "omniquant" and "cqe" with scope=block: options
- * from the plan, training of one decoder block (lib/train/omniquant_block.c)
+ * from the plan, training of one decoder block (lib/methods/omniquant/omniquant_block.c)
  * and the seven standard results (codes, scales, zeros; no extras: LWC, LSI
  * and SDE fold into the weights, so there is no run-time overhead; with
  * a_bits < 16 the LET scales fold too and q_proj / gate_proj carry the folded
@@ -70,7 +70,7 @@ static int refine_results(const qerr_ctx *ctx, const qerr_plan *plan,
 }
 
 /* Weight-activation runs: the folded norms travel with q_proj and gate_proj
- * (lib/model/deployed.c builds the W4A4 run-time state from them). */
+ * (lib/pipeline/deployed.c builds the W4A4 run-time state from them). */
 static int let_extras(const qerr_omq_block *b, const qerr_block_weights_f *w,
                       qerr_result *out[QERR_LIN_COUNT]) {
     qerr_flatquant_folded f;

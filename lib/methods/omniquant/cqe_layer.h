@@ -57,7 +57,7 @@ typedef struct qerr_cqe_layer {
     int64_t steps_done;
 } qerr_cqe_layer;
 
-/* Shared with the block-wise trainer (lib/train/omniquant_block.c): */
+/* Shared with the block-wise trainer (lib/methods/omniquant/omniquant_block.c): */
 /* Whether (a, b) lies on the support `mask`. */
 bool qerr__cqe_mask_has(int mask, int64_t width, int64_t block, int64_t a, int64_t b);
 /* Thin SVD of a (m x n, destroyed): U m x r, S r, V^T r x n. */

@@ -1,6 +1,6 @@
 /* The version-2 block slot of "omniquant" and "cqe": with scope=block the
  * model pipeline hands each decoder block to qerr__omniquant_quantize_block_io
- * (lib/methods/cqe_block.c), with the quantized-path inputs x_q, the
+ * (lib/methods/omniquant/cqe_block.c), with the quantized-path inputs x_q, the
  * float-path inputs x_fp and the next blocks' float weights for the
  * cross-layer loss. */
 #include "../method.h"
