@@ -77,7 +77,7 @@ static double rope_loss(void *p) {
 static void rope_grad(void **state) {
     (void)state;
     rope_ctx c = {2, 5, 3, 6, rnd(180, 10), rnd(180, 11), rnd(180, 12), rnd(15, 0), rnd(15, 0)};
-    qerr__rope_table_d(5, 6, 10000.0, c.cs, c.sn);
+    qerr__rope_table_d(5, 6, 10000.0, NULL, c.cs, c.sn);
     /* position 0 is the identity; the rotation preserves norms */
     double *g = malloc(sizeof(double) * 180);
     memcpy(g, c.r, sizeof(double) * 180);

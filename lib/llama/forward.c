@@ -21,6 +21,27 @@ static void linear(const float *A, int64_t rows, int64_t in, const float *W, int
 }
 
 typedef struct {
+    float *C;
+    const float *b;
+    int64_t out;
+} bias_job;
+
+static void bias_rows(void *arg, int64_t b, int64_t e) {
+    const bias_job *j = arg;
+    for (int64_t r = b; r < e; r++)
+        for (int64_t i = 0; i < j->out; i++) j->C[r * j->out + i] += j->b[i];
+}
+
+/* linear() plus bias b [out] when the layer has one (NULL: none). */
+static void linear_b(int threads, const float *A, int64_t rows, int64_t in, const float *W,
+                     const float *b, int64_t out, float *C) {
+    linear(A, rows, in, W, out, C);
+    if (!b) return;
+    bias_job j = {C, b, out};
+    qerr__parallel_for(threads, rows, 64, bias_rows, &j);
+}
+
+typedef struct {
     float *X;
     const float *src;
     int64_t d;
@@ -176,11 +197,11 @@ static int scratch_alloc(scratch *s, const qerr_model_config *c, int64_t rows, i
         return qerr__fail(QERR_E_NOMEM, "forward pass: out of memory for %lld rows",
                           (long long)rows);
     }
-    /* RoPE tables in float64, as inv_freq = theta^(-2i/d), angle = t * inv_freq. */
+    /* RoPE tables in float64: angle = t * inv_freq (rope.c). */
     const int64_t h = c->head_dim / 2;
     for (int64_t t = 0; t < T; t++) {
         for (int64_t i = 0; i < h; i++) {
-            double inv = 1.0 / pow(c->rope_theta, (double)(2 * i) / (double)c->head_dim);
+            double inv = qerr__rope_inv_freq(&c->rope, i, c->head_dim);
             s->cs[t * h + i] = (float)cos((double)t * inv);
             s->sn[t * h + i] = (float)sin((double)t * inv);
         }
@@ -205,16 +226,20 @@ static int attention_half(int threads, const qerr_model_config *c, const qerr_la
     const int64_t qd = c->heads * c->head_dim, kvd = c->kv_heads * c->head_dim;
     rmsnorm_to(threads, s->xn, X, R, d, w->attn_norm, c->rms_eps);
     TAP(QERR_LIN_Q, s->xn, d);
-    linear(s->xn, R, d, w->q, qd, s->q);
-    linear(s->xn, R, d, w->k, kvd, s->k);
-    linear(s->xn, R, d, w->v, kvd, s->v);
+    linear_b(threads, s->xn, R, d, w->q, w->bias[QERR_LIN_Q], qd, s->q);
+    linear_b(threads, s->xn, R, d, w->k, w->bias[QERR_LIN_K], kvd, s->k);
+    linear_b(threads, s->xn, R, d, w->v, w->bias[QERR_LIN_V], kvd, s->v);
+    if (w->q_norm) { /* Qwen3: RMSNorm of every head of q and k, before RoPE */
+        rmsnorm_to(threads, s->q, NULL, R * c->heads, c->head_dim, w->q_norm, c->rms_eps);
+        rmsnorm_to(threads, s->k, NULL, R * c->kv_heads, c->head_dim, w->k_norm, c->rms_eps);
+    }
     rope_job rj = {s->q, s->k, T, qd, kvd, c->head_dim, s->cs, s->sn};
     qerr__parallel_for(threads, R, 64, rope_rows, &rj);
     for (int64_t win = 0; win < nw; win++)
         attend(threads, c, T, s->q + win * T * qd, s->k + win * T * kvd, s->v + win * T * kvd,
                s->S, s->att + win * T * qd);
     TAP(QERR_LIN_O, s->att, qd);
-    linear(s->att, R, qd, w->o, d, s->h1);
+    linear_b(threads, s->att, R, qd, w->o, w->bias[QERR_LIN_O], d, s->h1);
     add_to(threads, s->h1, s->h1, X, R * d); /* h1 = X + attention */
     return 0;
 }
@@ -226,12 +251,12 @@ static int mlp_half(int threads, const qerr_model_config *c, const qerr_layer_we
     const int64_t d = c->hidden, ff = c->inter;
     rmsnorm_to(threads, s->xn, s->h1, R, d, w->mlp_norm, c->rms_eps);
     TAP(QERR_LIN_GATE, s->xn, d);
-    linear(s->xn, R, d, w->gate, ff, s->gate);
-    linear(s->xn, R, d, w->up, ff, s->up);
+    linear_b(threads, s->xn, R, d, w->gate, w->bias[QERR_LIN_GATE], ff, s->gate);
+    linear_b(threads, s->xn, R, d, w->up, w->bias[QERR_LIN_UP], ff, s->up);
     swiglu_job sw = {s->gate, s->up, R * ff};
     qerr__parallel_for(threads, R * ff, 1 << 14, swiglu_range, &sw);
     TAP(QERR_LIN_DOWN, s->gate, ff);
-    linear(s->gate, R, ff, w->down, d, s->xn);
+    linear_b(threads, s->gate, R, ff, w->down, w->bias[QERR_LIN_DOWN], d, s->xn);
     add_to(threads, X, s->h1, s->xn, R * d);
     return 0;
 }
@@ -264,6 +289,7 @@ int qerr__layer_forward_ex(const qerr_ctx *ctx, const qerr_model_config *c,
                            const float *h1_from) {
     QERR_CHECK(nwin >= 1 && T >= 1 && T <= INT32_MAX / 2, QERR_E_INVALID_ARG,
                "forward pass: %lld windows of %lld tokens", (long long)nwin, (long long)T);
+    QERR_TRY(qerr__config_check_window(c, T, "forward pass"));
     const int threads = qerr__ctx_threads(ctx ? ctx : qerr__default_ctx());
     const int64_t per_row = 2 * c->hidden + 2 * c->heads * c->head_dim +
                             2 * c->kv_heads * c->head_dim + 2 * c->inter;
@@ -331,6 +357,7 @@ int qerr__model_layer_run(const qerr_ctx *ctx, const qerr_model *m, int64_t l, f
                           int64_t nwin, int64_t T) {
     qerr_layer_weights w;
     qerr__model_layer(m, l, &w);
+    QERR_TRY(qerr__config_check_window(&m->cfg, T, "forward pass"));
     if (m->rt && m->rt[l]) return m->rt_ops->forward(&m->cfg, m->rt[l], &w, X, nwin, T);
     return qerr__layer_forward(ctx, &m->cfg, &w, X, nwin, T, NULL, NULL, -1);
 }

@@ -44,10 +44,15 @@ float *qerr__model_data(const qerr_model *m, const char *name) {
     return i < 0 ? NULL : m->entries[i].t->data;
 }
 
+/* Name of tensor `suffix` of layer l ("self_attn.q_proj" + ".bias"). */
+static void layer_name(char *buf, size_t cap, int64_t l, const char *suffix, const char *kind) {
+    snprintf(buf, cap, "model.layers.%lld.%s.%s", (long long)l, suffix, kind);
+}
+
 void qerr__model_layer(const qerr_model *m, int64_t l, qerr_layer_weights *w) {
     char name[128];
 #define GET(field, suffix)                                                                  \
-    snprintf(name, sizeof name, "model.layers.%lld.%s.weight", (long long)l, suffix);       \
+    layer_name(name, sizeof name, l, suffix, "weight");                                    \
     w->field = qerr__model_data(m, name)
     GET(attn_norm, "input_layernorm");
     GET(mlp_norm, "post_attention_layernorm");
@@ -58,7 +63,14 @@ void qerr__model_layer(const qerr_model *m, int64_t l, qerr_layer_weights *w) {
     GET(gate, "mlp.gate_proj");
     GET(up, "mlp.up_proj");
     GET(down, "mlp.down_proj");
+    GET(q_norm, "self_attn.q_norm");
+    GET(k_norm, "self_attn.k_norm");
 #undef GET
+    for (int lin = 0; lin < QERR_LIN_COUNT; lin++) {
+        layer_name(name, sizeof name, l, qerr__lin_names[lin], "bias");
+        w->bias[lin] = m->cfg.bias[lin] ? qerr__model_data(m, name) : NULL;
+    }
+    if (!m->cfg.qk_norm) w->q_norm = w->k_norm = NULL;
 }
 
 static int add_entry(qerr_model *m, int cap, const char *name, qerr_tensor *t, bool alias) {
@@ -181,27 +193,93 @@ static int check_shape(const qerr_model *m, const char *name, int ndim, int64_t 
     return QERR_OK;
 }
 
+/* Rows of linear `lin` ([out, in]): its bias has `out` values. */
+static void lin_shape(const qerr_model_config *c, int lin, int64_t *out, int64_t *in) {
+    const int64_t d = c->hidden, qd = c->heads * c->head_dim, kvd = c->kv_heads * c->head_dim;
+    static const int attn_in[QERR_LIN_COUNT] = {1, 1, 1, 0, 1, 1, 0};
+    switch (lin) {
+    case QERR_LIN_Q: *out = qd; break;
+    case QERR_LIN_K:
+    case QERR_LIN_V: *out = kvd; break;
+    case QERR_LIN_GATE:
+    case QERR_LIN_UP: *out = c->inter; break;
+    default: *out = d; break;
+    }
+    *in = attn_in[lin] ? d : lin == QERR_LIN_O ? qd : c->inter;
+}
+
+/* Whether the forward pass of this config reads tensor `name` of a layer
+ * (name without "model.layers.N."), or it is a known harmless extra. */
+static bool layer_tensor_known(const qerr_model_config *c, const char *rest) {
+    char want[96];
+    static const char *const always[] = {"input_layernorm.weight",
+                                         "post_attention_layernorm.weight",
+                                         "self_attn.rotary_emb.inv_freq"};
+    for (size_t i = 0; i < sizeof always / sizeof always[0]; i++)
+        if (strcmp(rest, always[i]) == 0) return true;
+    for (int lin = 0; lin < QERR_LIN_COUNT; lin++) {
+        snprintf(want, sizeof want, "%s.weight", qerr__lin_names[lin]);
+        if (strcmp(rest, want) == 0) return true;
+        snprintf(want, sizeof want, "%s.bias", qerr__lin_names[lin]);
+        if (c->bias[lin] && strcmp(rest, want) == 0) return true;
+    }
+    return c->qk_norm && (strcmp(rest, "self_attn.q_norm.weight") == 0 ||
+                          strcmp(rest, "self_attn.k_norm.weight") == 0);
+}
+
+/* Every tensor of the files is read by the forward pass or a known harmless
+ * extra (docs/architectures.md); anything else is refused by name, since a
+ * weight left unread means the model would be computed differently. */
+static int check_all_used(const qerr_model *m) {
+    const qerr_model_config *c = &m->cfg;
+    for (int i = 0; i < m->n; i++) {
+        const char *name = m->entries[i].name;
+        if (strcmp(name, EMBED) == 0 || strcmp(name, HEAD) == 0 ||
+            strcmp(name, "model.norm.weight") == 0)
+            continue;
+        bool ok = false;
+        if (strncmp(name, "model.layers.", 13) == 0) {
+            char *end;
+            long long l = strtoll(name + 13, &end, 10);
+            ok = name[13] >= '0' && name[13] <= '9' && *end == '.' && l >= 0 && l < c->layers &&
+                 (end == name + 14 || name[13] != '0') && layer_tensor_known(c, end + 1);
+        }
+        QERR_CHECK(ok, QERR_E_UNSUPPORTED,
+                   "qerr_model_load: tensor '%.128s' is not read by the forward pass of this "
+                   "%s config; refusing to ignore it",
+                   name, c->model_type);
+    }
+    return QERR_OK;
+}
+
 static int check_tensors(const qerr_model *m) {
     const qerr_model_config *c = &m->cfg;
-    const int64_t d = c->hidden, qd = c->heads * c->head_dim, kvd = c->kv_heads * c->head_dim;
+    const int64_t d = c->hidden;
     QERR_TRY(check_shape(m, EMBED, 2, c->vocab, d));
     QERR_TRY(check_shape(m, HEAD, 2, c->vocab, d));
     QERR_TRY(check_shape(m, "model.norm.weight", 1, d, 0));
     char name[128];
     for (int64_t l = 0; l < c->layers; l++) {
-        const struct { const char *suffix; int ndim; int64_t d0, d1; } want[] = {
-            {"input_layernorm", 1, d, 0}, {"post_attention_layernorm", 1, d, 0},
-            {"self_attn.q_proj", 2, qd, d}, {"self_attn.k_proj", 2, kvd, d},
-            {"self_attn.v_proj", 2, kvd, d}, {"self_attn.o_proj", 2, d, qd},
-            {"mlp.gate_proj", 2, c->inter, d}, {"mlp.up_proj", 2, c->inter, d},
-            {"mlp.down_proj", 2, d, c->inter},
-        };
-        for (size_t k = 0; k < sizeof want / sizeof want[0]; k++) {
-            snprintf(name, sizeof name, "model.layers.%lld.%s.weight", (long long)l,
-                     want[k].suffix);
-            QERR_TRY(check_shape(m, name, want[k].ndim, want[k].d0, want[k].d1));
+        layer_name(name, sizeof name, l, "input_layernorm", "weight");
+        QERR_TRY(check_shape(m, name, 1, d, 0));
+        layer_name(name, sizeof name, l, "post_attention_layernorm", "weight");
+        QERR_TRY(check_shape(m, name, 1, d, 0));
+        for (int lin = 0; lin < QERR_LIN_COUNT; lin++) {
+            int64_t out, in;
+            lin_shape(c, lin, &out, &in);
+            layer_name(name, sizeof name, l, qerr__lin_names[lin], "weight");
+            QERR_TRY(check_shape(m, name, 2, out, in));
+            if (!c->bias[lin]) continue;
+            layer_name(name, sizeof name, l, qerr__lin_names[lin], "bias");
+            QERR_TRY(check_shape(m, name, 1, out, 0));
         }
+        if (!c->qk_norm) continue;
+        layer_name(name, sizeof name, l, "self_attn.q_norm", "weight");
+        QERR_TRY(check_shape(m, name, 1, c->head_dim, 0));
+        layer_name(name, sizeof name, l, "self_attn.k_norm", "weight");
+        QERR_TRY(check_shape(m, name, 1, c->head_dim, 0));
     }
+    QERR_TRY(check_all_used(m));
     for (int i = 0; i < m->n; i++) {
         const qerr_tensor *t = m->entries[i].t;
         int64_t bad = qerr__find_nonfinite_f32(t->data, t->numel);
@@ -305,7 +383,7 @@ int qerr_model_config_int(const qerr_model *m, const char *key, int64_t *value) 
 int qerr_model_config_double(const qerr_model *m, const char *key, double *value) {
     static const char fn[] = "qerr_model_config_double";
     QERR_CHECK(m && key && value, QERR_E_INVALID_ARG, "%s: NULL argument", fn);
-    if (strcmp(key, "rope_theta") == 0) *value = m->cfg.rope_theta;
+    if (strcmp(key, "rope_theta") == 0) *value = m->cfg.rope.theta;
     else if (strcmp(key, "rms_norm_eps") == 0) *value = m->cfg.rms_eps;
     else return qerr__fail(QERR_E_NOT_FOUND, "%s: no floating-point key \"%.64s\"", fn, key);
     return QERR_OK;

@@ -7,15 +7,48 @@
 #include "../io/io.h"
 
 /* ---- model (config.c, model.c) ------------------------------------------- */
+/* The seven linear layers of a decoder layer, in pipeline order. */
+enum { QERR_LIN_Q, QERR_LIN_K, QERR_LIN_V, QERR_LIN_O, QERR_LIN_GATE, QERR_LIN_UP, QERR_LIN_DOWN,
+       QERR_LIN_COUNT };
+extern const char *const qerr__lin_names[QERR_LIN_COUNT]; /* "self_attn.q_proj", ... */
+
+/* Rotary position embedding (Hugging Face's rope_type). */
+enum { QERR_ROPE_DEFAULT = 0, QERR_ROPE_LINEAR, QERR_ROPE_LLAMA3 };
+typedef struct qerr_rope {
+    int type;      /* QERR_ROPE_* */
+    double theta;  /* base */
+    double factor; /* linear, llama3 */
+    double low_freq_factor, high_freq_factor, original_max; /* llama3 */
+} qerr_rope;
+/* inv_freq of pair i of a head of head_dim: theta^(-2i/d) in double, then
+ * the scaling of the rope type (rope.c). */
+double qerr__rope_inv_freq(const qerr_rope *r, int64_t i, int64_t head_dim);
+/* "default", "linear", "llama3". */
+const char *qerr__rope_type_name(int type);
+
 typedef struct qerr_model_config {
     int64_t hidden, inter, layers, heads, kv_heads, vocab, head_dim;
     bool tied;
-    double rope_theta, rms_eps;
+    double rms_eps;
+    qerr_rope rope;
+    const char *model_type;     /* static string: "llama", "mistral", "qwen2", "qwen3" */
+    bool bias[QERR_LIN_COUNT];  /* the linear layer has a bias vector */
+    bool qk_norm;               /* per-head RMSNorm of q and k before RoPE (Qwen3) */
+    int64_t sliding_window;     /* > 0: windows longer than this are refused */
 } qerr_model_config;
 
-/* Read the LLaMA keys from a parsed config.json; missing or out-of-range
- * values give QERR_E_FORMAT naming the key. */
+/* Read a LLaMA-family config.json (transformers 4 or 5 form): every key is
+ * either read, known to leave the computation unchanged, or refused by name.
+ * Missing or out-of-range values give QERR_E_FORMAT naming the key; keys and
+ * values that would change the model beyond what the forward pass computes
+ * give QERR_E_UNSUPPORTED. */
 int qerr__config_from_json(const qerr_json *j, const char *what, qerr_model_config *cfg);
+/* QERR_E_UNSUPPORTED when windows of T tokens would be cut by the model's
+ * sliding-window attention (`what` names the caller). */
+int qerr__config_check_window(const qerr_model_config *cfg, int64_t T, const char *what);
+/* Whether the model has biases or q/k norms (what the block engine lacks);
+ * when it has, `why` gets the first such tensor's description. */
+bool qerr__config_has_extras(const qerr_model_config *cfg, char *why, size_t cap);
 
 typedef struct qerr_model_entry {
     char *name;
@@ -28,6 +61,8 @@ typedef struct qerr_layer_weights {
     const float *attn_norm, *mlp_norm;
     const float *q, *k, *v, *o;
     const float *gate, *up, *down;
+    const float *bias[QERR_LIN_COUNT]; /* [out] each, NULL where the layer has none */
+    const float *q_norm, *k_norm;      /* [head_dim], NULL without q/k norms */
 } qerr_layer_weights;
 
 /* Per-layer run-time state of a weight-activation quantized layer (online
@@ -59,11 +94,6 @@ float *qerr__model_data(const qerr_model *m, const char *name);
 void qerr__model_layer(const qerr_model *m, int64_t l, qerr_layer_weights *w);
 
 /* ---- forward pass (forward.c) -------------------------------------------- */
-/* The seven linear layers of a decoder layer, in pipeline order. */
-enum { QERR_LIN_Q, QERR_LIN_K, QERR_LIN_V, QERR_LIN_O, QERR_LIN_GATE, QERR_LIN_UP, QERR_LIN_DOWN,
-       QERR_LIN_COUNT };
-extern const char *const qerr__lin_names[QERR_LIN_COUNT]; /* "self_attn.q_proj", ... */
-
 /* Rows where a layer's linear inputs are seen (for calibration): called with
  * the rows x in_features input of QERR_LIN_Q (shared by q/k/v), QERR_LIN_O,
  * QERR_LIN_GATE (shared by gate/up) and QERR_LIN_DOWN. Non-zero status stops

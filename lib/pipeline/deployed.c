@@ -100,8 +100,13 @@ static int let_rt(const qerr_model_config *cfg, const qerr_result *const r[7],
 int qerr__layer_rt_from_results(const qerr_model_config *cfg, const qerr_result *const r[7],
                                 qerr_layer_rt **out) {
     *out = NULL;
-    if (r[QERR_LIN_Q] && has_extra(r[QERR_LIN_Q], "let.input_norm")) return let_rt(cfg, r, out);
-    if (!r[QERR_LIN_Q] || !has_extra(r[QERR_LIN_Q], "flatquant.p1")) return QERR_OK;
+    const bool let = r[QERR_LIN_Q] && has_extra(r[QERR_LIN_Q], "let.input_norm");
+    if (!let && (!r[QERR_LIN_Q] || !has_extra(r[QERR_LIN_Q], "flatquant.p1"))) return QERR_OK;
+    char why[160];
+    QERR_CHECK(!qerr__config_has_extras(cfg, why, sizeof why), QERR_E_UNSUPPORTED,
+               "deployed %s layer: the block engine does not compute a %s",
+               let ? "weight-activation" : "flatquant", why);
+    if (let) return let_rt(cfg, r, out);
     static const int lin_of_t[QERR_FQB_T] = {QERR_LIN_Q, QERR_LIN_O, QERR_LIN_GATE,
                                              QERR_LIN_DOWN};
     for (int t = 0; t < QERR_FQB_T; t++)

@@ -66,7 +66,7 @@ int TR_(qerr__block_cache_create)(const qerr_block_config *cfg, int64_t batch, i
     c->g = m; m += rows * cfg->inter;
     c->u = m; m += rows * cfg->inter;
     c->scratch = m;
-    TR_(qerr__rope_table)(seq, hd, cfg->theta, c->cos_t, c->sin_t);
+    TR_(qerr__rope_table)(seq, hd, cfg->theta, &cfg->rope, c->cos_t, c->sin_t);
     *out = c;
     return QERR_OK;
 }

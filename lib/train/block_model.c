@@ -8,7 +8,8 @@ void qerr__block_config_from_model(const qerr_model_config *m, qerr_block_config
     b->kv_heads = m->kv_heads;
     b->head_dim = m->head_dim;
     b->eps = m->rms_eps;
-    b->theta = m->rope_theta;
+    b->theta = m->rope.theta;
+    b->rope = m->rope;
 }
 
 void qerr__block_weights_from_layer(const qerr_layer_weights *lw, qerr_block_weights_f *w) {

@@ -46,11 +46,14 @@ void TR_(qerr__linear_bwd)(int64_t rows, int64_t in, int64_t out, const R *x, co
                 (int)out, x, (int)in, 1, gw, (int)in);
 }
 
-void TR_(qerr__rope_table)(int64_t seq, int64_t head_dim, double theta, R *cos_t, R *sin_t) {
+void TR_(qerr__rope_table)(int64_t seq, int64_t head_dim, double theta, const qerr_rope *scaled,
+                           R *cos_t, R *sin_t) {
     int64_t half = head_dim / 2;
     for (int64_t i = 0; i < half; i++) {
         /* HF: inv_freq = 1 / theta^(arange(0, d, 2).float() / d), in float32 */
         float inv = 1.0f / powf((float)theta, (float)(2 * i) / (float)head_dim);
+        if (scaled && scaled->type != QERR_ROPE_DEFAULT)
+            inv = (float)qerr__rope_inv_freq(scaled, i, head_dim);
         for (int64_t t = 0; t < seq; t++) {
             float ang = (float)t * inv;
             cos_t[t * half + i] = (R)cosf(ang);

@@ -20,6 +20,7 @@
 typedef struct qerr_block_config {
     int64_t hidden, inter, heads, kv_heads, head_dim;
     double eps, theta;
+    qerr_rope rope; /* linear / llama3 scaling (rope.theta == theta); zero: default */
 } qerr_block_config;
 
 /* Checks heads % kv_heads, positive sizes and products that fit. */

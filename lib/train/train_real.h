@@ -17,8 +17,10 @@ void TR_(qerr__linear_fwd)(int64_t rows, int64_t in, int64_t out, const R *x, co
 void TR_(qerr__linear_bwd)(int64_t rows, int64_t in, int64_t out, const R *x, const R *w,
                            const R *gy, R *gx, R *gw);
 /* cos/sin [seq, head_dim/2] of Hugging Face's rotary embedding
- * (inv_freq = theta^(-2i/d) in float32, as HF computes it). */
-void TR_(qerr__rope_table)(int64_t seq, int64_t head_dim, double theta, R *cos_t, R *sin_t);
+ * (inv_freq = theta^(-2i/d) in float32, as HF computes it; a linear or
+ * llama3 `scaled` rope, may be NULL, takes qerr__rope_inv_freq instead). */
+void TR_(qerr__rope_table)(int64_t seq, int64_t head_dim, double theta, const qerr_rope *scaled,
+                           R *cos_t, R *sin_t);
 /* In place on x [batch*seq, nheads*head_dim], rotate_half convention;
  * transpose != 0 applies the inverse rotation (the backward). */
 void TR_(qerr__rope)(int64_t batch, int64_t seq, int64_t nheads, int64_t head_dim,
