@@ -7,6 +7,7 @@
 #include "testutil.h"
 #include "model_testutil.h"
 #include "llama/model.h"
+#include "train/train.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -185,10 +186,305 @@ static void pipeline_container_apply(void **state) {
     }
 }
 
+/* Parse a config text; on failure the message must name `needle`. */
+static int config_rc(const char *text, const char *needle, qerr_model_config *c) {
+    qerr_json *j = NULL;
+    int rc = qerr__json_parse(text, strlen(text), "config.json", &j);
+    if (rc == QERR_OK) rc = qerr__config_from_json(j, "config.json", c);
+    qerr__json_free(j);
+    if (rc != QERR_OK && needle && !strstr(qerr_last_error(), needle))
+        fail_msg("message \"%s\" does not name %s", qerr_last_error(), needle);
+    return rc;
+}
+
+#define CFG(model_type, extra)                                                              \
+    "{\"model_type\": \"" model_type "\", \"hidden_size\": 8, \"intermediate_size\": 8,"    \
+    " \"num_hidden_layers\": 2, \"num_attention_heads\": 2, \"num_key_value_heads\": 1,"    \
+    " \"vocab_size\": 4, \"head_dim\": 6" extra "}"
+
+/* Every key is read, harmless or refused by name; both RoPE forms agree. */
+static void config_keys_refused_by_name(void **state) {
+    (void)state;
+    qerr_model_config c;
+    assert_int_equal(config_rc(CFG("llama", ""), NULL, &c), QERR_OK);
+    assert_int_equal(c.head_dim, 6); /* explicit head_dim: hidden % heads need not hold */
+    assert_true(c.rope.type == QERR_ROPE_DEFAULT && c.rope.theta == 10000.0);
+    static const struct { const char *text, *needle; int rc; } bad[] = {
+        {CFG("llama", ", \"rope_parameters\": {\"rope_type\": \"yarn\", \"rope_theta\": 1e4,"
+                      " \"factor\": 4}"), "yarn", QERR_E_UNSUPPORTED},
+        {CFG("llama", ", \"rope_scaling\": {\"type\": \"dynamic\", \"factor\": 2}"), "dynamic",
+         QERR_E_UNSUPPORTED},
+        {CFG("llama", ", \"rope_scaling\": {\"rope_type\": \"longrope\"}"), "longrope",
+         QERR_E_UNSUPPORTED},
+        {CFG("llama", ", \"partial_rotary_factor\": 0.5"), "partial_rotary_factor",
+         QERR_E_UNSUPPORTED},
+        {CFG("llama", ", \"quantization_config\": {}"), "quantization_config",
+         QERR_E_UNSUPPORTED},
+        {CFG("mistral", ", \"mlp_bias\": true"), "mlp_bias", QERR_E_UNSUPPORTED},
+        {CFG("qwen2", ", \"attention_bias\": false"), "attention_bias", QERR_E_UNSUPPORTED},
+        {CFG("llama", ", \"rope_parameters\": {\"rope_type\": \"linear\", \"rope_theta\": 1e4,"
+                      " \"factor\": 2, \"attention_factor\": 1}"),
+         "rope_parameters.attention_factor", QERR_E_UNSUPPORTED},
+        {CFG("llama", ", \"rope_scaling\": {\"rope_type\": \"llama3\", \"factor\": 8,"
+                      " \"low_freq_factor\": 1, \"high_freq_factor\": 4}"),
+         "original_max_position_embeddings", QERR_E_FORMAT},
+        {CFG("llama", ", \"rope_scaling\": {\"rope_type\": \"linear\"}"), "factor",
+         QERR_E_FORMAT},
+        {CFG("llama", ", \"rope_theta\": 5e5, \"rope_parameters\": {\"rope_type\": \"default\","
+                      " \"rope_theta\": 1e6}"), "disagree", QERR_E_FORMAT},
+        {CFG("llama", ", \"hidden_act\": \"gelu\""), "hidden_act", QERR_E_UNSUPPORTED},
+        {CFG("gemma", ""), "gemma", QERR_E_UNSUPPORTED},
+        {CFG("llama", ", \"attention_bias\": 1"), "attention_bias", QERR_E_FORMAT},
+        {CFG("llama", ", \"layer_types\": [\"full_attention\", \"sliding_attention\"]"),
+         "layer_types[1]", QERR_E_UNSUPPORTED},
+        {CFG("qwen2", ", \"layer_types\": [\"full_attention\"]"), "layer_types",
+         QERR_E_FORMAT},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        if (config_rc(bad[i].text, bad[i].needle, &c) != bad[i].rc)
+            fail_msg("case %zu: %s", i, qerr_last_error());
+    /* transformers 4 and 5 forms of the same scaling give the same config */
+    qerr_model_config c4, c5;
+    assert_int_equal(config_rc(CFG("llama", ", \"rope_theta\": 5e5, \"rope_scaling\":"
+                                            " {\"type\": \"linear\", \"factor\": 4}"),
+                               NULL, &c4),
+                     QERR_OK);
+    assert_int_equal(config_rc(CFG("llama", ", \"rope_parameters\": {\"rope_type\": \"linear\","
+                                            " \"factor\": 4, \"rope_theta\": 5e5}"),
+                               NULL, &c5),
+                     QERR_OK);
+    assert_true(c4.rope.type == QERR_ROPE_LINEAR && c4.rope.theta == 5e5);
+    assert_true(qerr__rope_inv_freq(&c4.rope, 1, 6) == qerr__rope_inv_freq(&c5.rope, 1, 6));
+    assert_true(qerr__rope_inv_freq(&c4.rope, 1, 6) == 1.0 / pow(5e5, 2.0 / 6.0) / 4.0);
+    /* biases and norms per model type */
+    assert_int_equal(config_rc(CFG("qwen2", ""), NULL, &c), QERR_OK);
+    assert_true(c.bias[QERR_LIN_Q] && c.bias[QERR_LIN_V] && !c.bias[QERR_LIN_O] &&
+                !c.bias[QERR_LIN_DOWN] && !c.qk_norm);
+    assert_int_equal(config_rc(CFG("qwen3", ", \"attention_bias\": false"), NULL, &c), QERR_OK);
+    assert_true(!c.bias[QERR_LIN_Q] && c.qk_norm);
+    assert_int_equal(config_rc(CFG("llama", ", \"attention_bias\": true, \"mlp_bias\": true"),
+                               NULL, &c),
+                     QERR_OK);
+    for (int l = 0; l < QERR_LIN_COUNT; l++) assert_true(c.bias[l]);
+    /* sliding windows: Mistral whenever set, Qwen only when used */
+    assert_int_equal(config_rc(CFG("mistral", ", \"sliding_window\": 32"), NULL, &c), QERR_OK);
+    assert_int_equal(c.sliding_window, 32);
+    assert_int_equal(qerr__config_check_window(&c, 32, "t"), QERR_OK);
+    assert_int_equal(qerr__config_check_window(&c, 33, "t"), QERR_E_UNSUPPORTED);
+    assert_int_equal(config_rc(CFG("qwen2", ", \"sliding_window\": 32, \"use_sliding_window\":"
+                                            " false"),
+                               NULL, &c),
+                     QERR_OK);
+    assert_int_equal(c.sliding_window, 0);
+    assert_int_equal(config_rc(CFG("qwen3", ", \"sliding_window\": 32, \"layer_types\":"
+                                            " [\"full_attention\", \"sliding_attention\"]"),
+                               NULL, &c),
+                     QERR_OK);
+    assert_int_equal(c.sliding_window, 32);
+}
+
+/* A fixture's tensors plus `extra` (F32, [n]) written into dir. */
+static void write_weights_plus(const char *shared, const char *arch, const char *dir,
+                               const char *extra, int64_t n) {
+    char path[1024];
+    snprintf(path, sizeof path, "%s/archs/%s/model.safetensors", shared, arch);
+    qerr_st_file f;
+    assert_int_equal(qerr__st_open(path, &f), QERR_OK);
+    mt_tensor *t = calloc((size_t)f.n + 1, sizeof *t);
+    float *z = calloc((size_t)n, sizeof *z);
+    for (int i = 0; i < f.n; i++) {
+        assert_int_equal(f.entries[i].dtype, QERR_DTYPE_F32);
+        t[i] = (mt_tensor){f.entries[i].name, "F32", f.entries[i].ndim, {0}, f.entries[i].data,
+                           f.entries[i].nbytes};
+        memcpy(t[i].shape, f.entries[i].shape, sizeof(int64_t) * (size_t)f.entries[i].ndim);
+    }
+    t[f.n] = (mt_tensor){extra, "F32", 1, {n}, z, (size_t)n * sizeof(float)};
+    size_t len;
+    uint8_t *img = mt_safetensors(t, f.n + 1, NULL, &len);
+    snprintf(path, sizeof path, "%s/model.safetensors", dir);
+    unlink(path);
+    mt_write(dir, "model.safetensors", img, len);
+    free(img);
+    free(z);
+    free(t);
+    qerr__st_close(&f);
+}
+
+/* Fixture `arch`'s config.json with its text `from` replaced by `to`. */
+static char *edited_config(const char *shared, const char *arch, const char *from,
+                           const char *to) {
+    char src[1024];
+    snprintf(src, sizeof src, "%s/archs/%s/config.json", shared, arch);
+    uint8_t *text;
+    size_t len;
+    assert_int_equal(qerr__read_file(src, &text, &len, 1 << 20), QERR_OK);
+    char *orig = calloc(1, len + 1), *out = calloc(1, len + strlen(to) + 1);
+    memcpy(orig, text, len); /* NUL-terminated */
+    free(text);
+    const char *at = strstr(orig, from);
+    assert_non_null(at);
+    memcpy(out, orig, (size_t)(at - orig));
+    strcat(out, to);
+    strcat(out, at + strlen(from));
+    free(orig);
+    return out;
+}
+
+/* Every tensor is read or refused by name; rotary_emb.inv_freq is skipped. */
+static void every_tensor_used(void **state) {
+    (void)state;
+    TU_REQUIRE_SHARED(shared);
+    qerr_model *m = NULL;
+    char *dir = model_dir(shared, "llama3", "config.json");
+    write_weights_plus(shared, "llama3", dir, "model.layers.1.self_attn.rotary_emb.inv_freq", 24);
+    assert_int_equal(qerr_model_load(&m, dir), QERR_OK);
+    qerr_model_free(m);
+    static const char *const refused[] = {"model.layers.0.self_attn.q_proj.bias",
+                                          "model.layers.1.self_attn.q_norm.weight",
+                                          "model.layers.2.input_layernorm.weight",
+                                          "model.layers.01.input_layernorm.weight",
+                                          "model.final_norm.weight"};
+    for (size_t i = 0; i < sizeof refused / sizeof refused[0]; i++) {
+        write_weights_plus(shared, "llama3", dir, refused[i], 48);
+        assert_int_equal(qerr_model_load(&m, dir), QERR_E_UNSUPPORTED);
+        assert_non_null(strstr(qerr_last_error(), refused[i]));
+    }
+    rm_model_dir(dir);
+    /* llama-bias weights under a config without biases: the biases are unread */
+    char *cfg = edited_config(shared, "llama-bias", "\"mlp_bias\": true", "\"mlp_bias\": 0");
+    dir = model_dir(shared, "llama-bias", "config.json");
+    mt_write(dir, "config.json", cfg, strlen(cfg));
+    assert_int_equal(qerr_model_load(&m, dir), QERR_E_FORMAT); /* not a bool */
+    free(cfg);
+    cfg = edited_config(shared, "llama-bias", "\"mlp_bias\": true", "\"mlp_bias\": false");
+    mt_write(dir, "config.json", cfg, strlen(cfg));
+    assert_int_equal(qerr_model_load(&m, dir), QERR_E_UNSUPPORTED);
+    assert_non_null(strstr(qerr_last_error(), "mlp.down_proj.bias"));
+    free(cfg);
+    rm_model_dir(dir);
+}
+
+/* A Mistral sliding window longer than the windows changes nothing; a
+ * shorter one is refused by name. */
+static void sliding_window(void **state) {
+    (void)state;
+    TU_REQUIRE_SHARED(shared);
+    char *cfg = edited_config(shared, "mistral", "\"sliding_window\": null",
+                              "\"sliding_window\": 64");
+    char *dir = model_dir(shared, "mistral", "config.json");
+    mt_write(dir, "config.json", cfg, strlen(cfg));
+    int64_t n;
+    uint32_t *tok = read_tokens(shared, "mistral", &n);
+    qerr_model *m = NULL;
+    assert_int_equal(qerr_model_load(&m, dir), QERR_OK);
+    assert_true(fabs(ppl_of(m, tok, n) / golden_ppl(shared, "mistral") - 1) < 1e-6);
+    assert_int_equal(qerr_model_perplexity(NULL, m, tok, n, 128, 0, NULL, NULL, NULL),
+                     QERR_E_UNSUPPORTED);
+    assert_non_null(strstr(qerr_last_error(), "sliding_window"));
+    qerr_qmodel *q = NULL;
+    assert_int_equal(qerr_model_quantize(NULL, m, "rtn:bits=4", NULL, tok, n, 2, 128, &q),
+                     QERR_E_UNSUPPORTED);
+    qerr_model_free(m);
+    qerr_free(tok);
+    free(cfg);
+    rm_model_dir(dir);
+}
+
+/* The block engine (FlatQuant, OmniQuant, CQE+ block-wise, deployed W*A*
+ * layers) computes the Llama-3 and Mistral layers as the float forward. */
+static void block_engine_matches(void **state) {
+    (void)state;
+    TU_REQUIRE_SHARED(shared);
+    static const char *const archs[] = {"llama3", "mistral"};
+    for (int a = 0; a < 2; a++) {
+        char *dir = model_dir(shared, archs[a], "config.json");
+        int64_t n;
+        uint32_t *tok = read_tokens(shared, archs[a], &n);
+        qerr_model *m = NULL;
+        assert_int_equal(qerr_model_load(&m, dir), QERR_OK);
+        const int64_t d = m->cfg.hidden, rows = 2 * CTX;
+        float *X = malloc((size_t)(rows * d) * sizeof(float));
+        float *Y = malloc((size_t)(rows * d) * sizeof(float));
+        assert_int_equal(qerr__embed(m, tok, rows, X), QERR_OK);
+        qerr_block_config bc;
+        qerr__block_config_from_model(&m->cfg, &bc);
+        qerr_block_cache_f *c = NULL;
+        assert_int_equal(qerr__block_cache_create_f(&bc, 2, CTX, &c), QERR_OK);
+        for (int64_t l = 0; l < m->cfg.layers; l++) {
+            qerr_layer_weights lw;
+            qerr__model_layer(m, l, &lw);
+            qerr_block_weights_f w;
+            qerr__block_weights_from_layer(&lw, &w);
+            assert_int_equal(qerr__block_forward_f(c, &w, NULL, X, Y), QERR_OK);
+            assert_int_equal(qerr__layer_forward(NULL, &m->cfg, &lw, X, 2, CTX, NULL, NULL, -1),
+                             QERR_OK);
+            double diff = 0, mag = 0;
+            for (int64_t i = 0; i < rows * d; i++) {
+                diff = fmax(diff, fabs((double)X[i] - Y[i]));
+                mag = fmax(mag, fabs((double)X[i]));
+            }
+            print_message("%s layer %lld: max |block - model| %.2e (max |h| %.2f)\n", archs[a],
+                          (long long)l, diff, mag);
+            assert_true(diff <= 1e-5 * mag);
+        }
+        qerr__block_cache_free_f(c);
+        free(X);
+        free(Y);
+        qerr_model_free(m);
+        qerr_free(tok);
+        rm_model_dir(dir);
+    }
+}
+
+/* Block-wise methods: run on Llama-3 and Mistral; refuse biases and q/k
+ * norms by name (QERR_E_UNSUPPORTED) on the others. */
+static void blockwise_methods(void **state) {
+    (void)state;
+    TU_REQUIRE_SHARED(shared);
+    static const char *const plans[] = {"flatquant:bits=4,a_bits=4,epochs=1",
+                                        "omniquant:scope=block,bits=4,group_size=64,epochs=1",
+                                        "cqe:scope=block,bits=4,group_size=64,epochs=1"};
+    for (int a = 0; a < NARCH; a++) {
+        char *dir = model_dir(shared, ARCHS[a], "config.json");
+        int64_t n;
+        uint32_t *tok = read_tokens(shared, ARCHS[a], &n);
+        qerr_model *m = NULL;
+        assert_int_equal(qerr_model_load(&m, dir), QERR_OK);
+        const bool extras = strcmp(ARCHS[a], "llama3") != 0 && strcmp(ARCHS[a], "mistral") != 0;
+        const double fp = ppl_of(m, tok, n);
+        for (size_t p = 0; p < sizeof plans / sizeof plans[0]; p++) {
+            qerr_qmodel *q = NULL;
+            int rc = qerr_model_quantize(NULL, m, plans[p], NULL, tok, n, 4, CTX, &q);
+            if (extras) {
+                assert_int_equal(rc, QERR_E_UNSUPPORTED);
+                assert_non_null(strstr(qerr_last_error(), a == 3 ? "q_norm" : ".bias"));
+                continue;
+            }
+            if (rc != QERR_OK) fail_msg("%s %s: %s", ARCHS[a], plans[p], qerr_last_error());
+            qerr_model *mq = NULL;
+            assert_int_equal(qerr_model_load(&mq, dir), QERR_OK);
+            assert_int_equal(qerr_model_apply(mq, q), QERR_OK);
+            const double ppl = ppl_of(mq, tok, n);
+            print_message("%-8s %s: ppl %.4f (float %.4f)\n", ARCHS[a], plans[p], ppl, fp);
+            assert_true(ppl > fp * 0.9 && ppl < fp * 1.5);
+            qerr_model_free(mq);
+            qerr_qmodel_free(q);
+        }
+        qerr_model_free(m);
+        qerr_free(tok);
+        rm_model_dir(dir);
+    }
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(float_matches_transformers),
         cmocka_unit_test(pipeline_container_apply),
+        cmocka_unit_test(config_keys_refused_by_name),
+        cmocka_unit_test(every_tensor_used),
+        cmocka_unit_test(sliding_window),
+        cmocka_unit_test(block_engine_matches),
+        cmocka_unit_test(blockwise_methods),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -220,7 +220,7 @@ static void config_keys(void **state) {
     assert_int_equal(config_rc(buf), QERR_E_FORMAT);
     snprintf(buf, sizeof buf, BASE_CONFIG, ", \"tie_word_embeddings\": 1");
     assert_int_equal(config_rc(buf), QERR_E_FORMAT);
-    snprintf(buf, sizeof buf, BASE_CONFIG, ", \"rope_scaling\": {\"type\": \"linear\"}");
+    snprintf(buf, sizeof buf, BASE_CONFIG, ", \"rope_scaling\": {\"type\": \"yarn\"}");
     assert_int_equal(config_rc(buf), QERR_E_UNSUPPORTED);
     assert_int_equal(config_rc("{\"hidden_size\": 9, \"intermediate_size\": 8, \"num_hidden_layers\": 1,"
                                " \"num_attention_heads\": 2, \"vocab_size\": 4}"),
