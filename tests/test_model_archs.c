@@ -103,6 +103,28 @@ static double logits_diff(const char *shared, const char *arch, const qerr_model
     return mx;
 }
 
+/* The public config query sees the new keys, whichever form was read. */
+static void check_config_query(const qerr_model *m, const char *arch) {
+    int64_t v[4];
+    double f[2];
+    assert_int_equal(qerr_model_config_int(m, "head_dim", &v[0]), QERR_OK);
+    assert_int_equal(qerr_model_config_int(m, "attention_bias", &v[1]), QERR_OK);
+    assert_int_equal(qerr_model_config_int(m, "mlp_bias", &v[2]), QERR_OK);
+    assert_int_equal(qerr_model_config_int(m, "qk_norm", &v[3]), QERR_OK);
+    assert_int_equal(qerr_model_config_double(m, "rope_theta", &f[0]), QERR_OK);
+    assert_int_equal(qerr_model_config_double(m, "rope_scaling.factor", &f[1]), QERR_OK);
+    static const struct { const char *arch; int64_t hd, ab, mb, qk; double theta, factor; } want[] = {
+        {"llama3", 48, 0, 0, 0, 5e5, 8}, {"llama-bias", 32, 1, 1, 0, 1e4, 0},
+        {"qwen2", 32, 1, 0, 0, 1e6, 0},  {"qwen3", 64, 0, 0, 1, 1e6, 0},
+        {"mistral", 32, 0, 0, 0, 1e6, 0},
+    };
+    for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
+        if (strcmp(want[i].arch, arch) != 0) continue;
+        assert_true(v[0] == want[i].hd && v[1] == want[i].ab && v[2] == want[i].mb &&
+                    v[3] == want[i].qk && f[0] == want[i].theta && f[1] == want[i].factor);
+    }
+}
+
 /* Float forward of every fixture, from both config forms. */
 static void float_matches_transformers(void **state) {
     (void)state;
@@ -116,6 +138,7 @@ static void float_matches_transformers(void **state) {
             char *dir = model_dir(shared, ARCHS[a], form ? "config.v4.json" : "config.json");
             qerr_model *m = NULL;
             if (qerr_model_load(&m, dir) != QERR_OK) fail_msg("%s: %s", ARCHS[a], qerr_last_error());
+            check_config_query(m, ARCHS[a]);
             ppl[form] = ppl_of(m, tok, n);
             diff[form] = logits_diff(shared, ARCHS[a], m, tok);
             qerr_model_free(m);

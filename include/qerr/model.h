@@ -30,8 +30,14 @@ QERR_API int qerr_model_load(qerr_model **out, const char *dir);
 QERR_API void qerr_model_free(qerr_model *m);
 /* Configuration values by their config.json names: "hidden_size",
  * "intermediate_size", "num_hidden_layers", "num_attention_heads",
- * "num_key_value_heads", "vocab_size", "tie_word_embeddings" (ints) and
- * "rope_theta", "rms_norm_eps" (doubles). */
+ * "num_key_value_heads", "vocab_size", "tie_word_embeddings", "head_dim",
+ * "attention_bias" (1 when q_proj has a bias: also Qwen2), "mlp_bias",
+ * "qk_norm" (1 for Qwen3's q/k norms), "sliding_window" (0 when no layer
+ * uses one) (ints) and "rope_theta", "rms_norm_eps",
+ * "rope_scaling.factor", "rope_scaling.low_freq_factor",
+ * "rope_scaling.high_freq_factor",
+ * "rope_scaling.original_max_position_embeddings" (doubles; 0 where the
+ * rope type has no such value), whichever form config.json was in. */
 QERR_API int qerr_model_config_int(const qerr_model *m, const char *key, int64_t *value);
 QERR_API int qerr_model_config_double(const qerr_model *m, const char *key, double *value);
 /* Tensors by their Hugging Face names ("model.layers.0.self_attn.q_proj.weight").

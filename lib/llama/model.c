@@ -370,6 +370,8 @@ int qerr_model_config_int(const qerr_model *m, const char *key, int64_t *value) 
         {"num_hidden_layers", c->layers},   {"num_attention_heads", c->heads},
         {"num_key_value_heads", c->kv_heads}, {"vocab_size", c->vocab},
         {"tie_word_embeddings", c->tied},   {"head_dim", c->head_dim},
+        {"attention_bias", c->bias[QERR_LIN_Q]}, {"mlp_bias", c->bias[QERR_LIN_GATE]},
+        {"qk_norm", c->qk_norm},            {"sliding_window", c->sliding_window},
     };
     for (size_t i = 0; i < sizeof map / sizeof map[0]; i++) {
         if (strcmp(key, map[i].key) == 0) {
@@ -383,8 +385,14 @@ int qerr_model_config_int(const qerr_model *m, const char *key, int64_t *value) 
 int qerr_model_config_double(const qerr_model *m, const char *key, double *value) {
     static const char fn[] = "qerr_model_config_double";
     QERR_CHECK(m && key && value, QERR_E_INVALID_ARG, "%s: NULL argument", fn);
-    if (strcmp(key, "rope_theta") == 0) *value = m->cfg.rope.theta;
+    const qerr_rope *r = &m->cfg.rope;
+    if (strcmp(key, "rope_theta") == 0) *value = r->theta;
     else if (strcmp(key, "rms_norm_eps") == 0) *value = m->cfg.rms_eps;
+    else if (strcmp(key, "rope_scaling.factor") == 0) *value = r->factor;
+    else if (strcmp(key, "rope_scaling.low_freq_factor") == 0) *value = r->low_freq_factor;
+    else if (strcmp(key, "rope_scaling.high_freq_factor") == 0) *value = r->high_freq_factor;
+    else if (strcmp(key, "rope_scaling.original_max_position_embeddings") == 0)
+        *value = r->original_max;
     else return qerr__fail(QERR_E_NOT_FOUND, "%s: no floating-point key \"%.64s\"", fn, key);
     return QERR_OK;
 }

@@ -18,8 +18,11 @@ Perplexity = collections.namedtuple("Perplexity", "ppl mean_nll scored")
 
 CONFIG_INT_KEYS = ("hidden_size", "intermediate_size", "num_hidden_layers",
                    "num_attention_heads", "num_key_value_heads", "vocab_size",
-                   "tie_word_embeddings")
-CONFIG_DOUBLE_KEYS = ("rope_theta", "rms_norm_eps")
+                   "tie_word_embeddings", "head_dim", "attention_bias", "mlp_bias",
+                   "qk_norm", "sliding_window")
+CONFIG_DOUBLE_KEYS = ("rope_theta", "rms_norm_eps", "rope_scaling.factor",
+                      "rope_scaling.low_freq_factor", "rope_scaling.high_freq_factor",
+                      "rope_scaling.original_max_position_embeddings")
 
 
 def has_model_api():
