@@ -193,19 +193,17 @@ static int check_shape(const qerr_model *m, const char *name, int ndim, int64_t 
     return QERR_OK;
 }
 
-/* Rows of linear `lin` ([out, in]): its bias has `out` values. */
-static void lin_shape(const qerr_model_config *c, int lin, int64_t *out, int64_t *in) {
+void qerr__lin_shape(const qerr_model_config *c, int lin, int64_t *out, int64_t *in) {
     const int64_t d = c->hidden, qd = c->heads * c->head_dim, kvd = c->kv_heads * c->head_dim;
-    static const int attn_in[QERR_LIN_COUNT] = {1, 1, 1, 0, 1, 1, 0};
     switch (lin) {
-    case QERR_LIN_Q: *out = qd; break;
+    case QERR_LIN_Q: *out = qd; *in = d; break;
     case QERR_LIN_K:
-    case QERR_LIN_V: *out = kvd; break;
+    case QERR_LIN_V: *out = kvd; *in = d; break;
+    case QERR_LIN_O: *out = d; *in = qd; break;
     case QERR_LIN_GATE:
-    case QERR_LIN_UP: *out = c->inter; break;
-    default: *out = d; break;
+    case QERR_LIN_UP: *out = c->inter; *in = d; break;
+    default: *out = d; *in = c->inter; break;
     }
-    *in = attn_in[lin] ? d : lin == QERR_LIN_O ? qd : c->inter;
 }
 
 /* Whether the forward pass of this config reads tensor `name` of a layer
@@ -266,7 +264,7 @@ static int check_tensors(const qerr_model *m) {
         QERR_TRY(check_shape(m, name, 1, d, 0));
         for (int lin = 0; lin < QERR_LIN_COUNT; lin++) {
             int64_t out, in;
-            lin_shape(c, lin, &out, &in);
+            qerr__lin_shape(c, lin, &out, &in);
             layer_name(name, sizeof name, l, qerr__lin_names[lin], "weight");
             QERR_TRY(check_shape(m, name, 2, out, in));
             if (!c->bias[lin]) continue;

@@ -23,8 +23,6 @@ typedef struct qerr_rope {
 /* inv_freq of pair i of a head of head_dim: theta^(-2i/d) in double, then
  * the scaling of the rope type (rope.c). */
 double qerr__rope_inv_freq(const qerr_rope *r, int64_t i, int64_t head_dim);
-/* "default", "linear", "llama3". */
-const char *qerr__rope_type_name(int type);
 
 typedef struct qerr_model_config {
     int64_t hidden, inter, layers, heads, kv_heads, vocab, head_dim;
@@ -36,6 +34,8 @@ typedef struct qerr_model_config {
     bool qk_norm;               /* per-head RMSNorm of q and k before RoPE (Qwen3) */
     int64_t sliding_window;     /* > 0: windows longer than this are refused */
 } qerr_model_config;
+/* Shape [out, in] of linear `lin` of a decoder layer (its bias has out values). */
+void qerr__lin_shape(const qerr_model_config *c, int lin, int64_t *out, int64_t *in);
 
 /* Read a LLaMA-family config.json (transformers 4 or 5 form): every key is
  * either read, known to leave the computation unchanged, or refused by name.

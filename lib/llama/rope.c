@@ -20,11 +20,3 @@ double qerr__rope_inv_freq(const qerr_rope *r, int64_t i, int64_t head_dim) {
                           (r->high_freq_factor - r->low_freq_factor);
     return (1.0 - smooth) * inv / r->factor + smooth * inv;
 }
-
-const char *qerr__rope_type_name(int type) {
-    switch (type) {
-    case QERR_ROPE_LINEAR: return "linear";
-    case QERR_ROPE_LLAMA3: return "llama3";
-    default: return "default";
-    }
-}

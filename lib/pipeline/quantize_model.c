@@ -150,19 +150,6 @@ static void set_weights(const layer_state *ls, const qerr_layer_weights *base,
     w->down = ls->w[QERR_LIN_DOWN];
 }
 
-static void lin_shape(const qerr_model_config *c, int lin, int64_t *rows, int64_t *cols) {
-    const int64_t d = c->hidden, qd = c->heads * c->head_dim, kvd = c->kv_heads * c->head_dim;
-    switch (lin) {
-    case QERR_LIN_Q: *rows = qd; *cols = d; break;
-    case QERR_LIN_K:
-    case QERR_LIN_V: *rows = kvd; *cols = d; break;
-    case QERR_LIN_O: *rows = d; *cols = qd; break;
-    case QERR_LIN_GATE:
-    case QERR_LIN_UP: *rows = c->inter; *cols = d; break;
-    default: *rows = d; *cols = c->inter; break;
-    }
-}
-
 /* Quantize the linear layers of one stage (those tapped at `stage`). */
 static int run_stage(pipeline *p, int64_t l, int stage, layer_state *ls,
                      const qerr_layer_weights *base, float *X, int64_t nwin, int64_t T) {
@@ -182,7 +169,7 @@ static int run_stage(pipeline *p, int64_t l, int stage, layer_state *ls,
     qerr_calib *calib = NULL;
     if (need) {
         int64_t r, in;
-        lin_shape(c, stage, &r, &in);
+        qerr__lin_shape(c, stage, &r, &in);
         QERR_TRY(qerr_calib_create(&calib, in));
         qerr_layer_weights w;
         set_weights(ls, base, &w);
@@ -205,7 +192,7 @@ static int run_stage(pipeline *p, int64_t l, int stage, layer_state *ls,
     for (int lin = 0; lin < QERR_LIN_COUNT && rc == QERR_OK; lin++) {
         if (stage_of[lin] != stage || !plans[lin]) continue;
         int64_t rows, cols;
-        lin_shape(c, lin, &rows, &cols);
+        qerr__lin_shape(c, lin, &rows, &cols);
         char label[192];
         snprintf(label, sizeof label, "layer %lld/%lld %s", (long long)l + 1,
                  (long long)c->layers, qerr__lin_names[lin]);
