@@ -282,5 +282,6 @@ QERR_API int qerr_layer_error(const qerr_tensor *weight, const qerr_tensor *dequ
 #endif
 
 #include "qerr/model.h"
+#include "qerr/export.h"
 
 #endif /* QERR_H */

@@ -101,6 +101,8 @@ int64_t cli_model_params(const qerr_model *m);
 
 /* Subcommands. */
 int cli_cmd_quantize(int argc, char **argv);
+/* The --format gguf path of `quantize` (cli_gguf.c), options already parsed. */
+int cli_quantize_gguf(const cli_command *cmd);
 int cli_cmd_ppl(int argc, char **argv);
 int cli_cmd_compare(int argc, char **argv);
 int cli_cmd_methods(int argc, char **argv);

@@ -1,9 +1,10 @@
 /* `qerr quantize`: calibrate and quantize a model, print a per-tensor table,
- * write a .qerr container. */
+ * write a .qerr container or a GGUF file for llama.cpp. */
 #include "cli.h"
 
 #include <inttypes.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/stat.h>
 
 int cli_cmd_quantize(int argc, char **argv) {
@@ -18,7 +19,14 @@ int cli_cmd_quantize(int argc, char **argv) {
         {"seqlen", "L", "tokens per calibration window", "256"},
         {"seed", "S", "seed for drawing the windows and for the methods", "0"},
         {"threads", "T", "worker threads, 0 = all CPUs", "0"},
-        {"out", "FILE.qerr", "where to write the quantized tensors (required)", NULL},
+        {"format", "qerr|gguf", "what --out is: a .qerr container or a GGUF file for llama.cpp",
+         "qerr"},
+        {"type", "TYPE", "GGUF file type: F32, F16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q2_K, Q3_K_M, "
+         "Q4_K_M, Q5_K_M, Q6_K, ... (see docs/gguf.md)", "Q4_K_M"},
+        {"mix", "ftype|pure|layers", "GGUF: llama-quantize's per-tensor types, one type for all, "
+         "or the block linears only", "ftype"},
+        {"ggml-opts", "KEYS", "GGUF: extra keys of the ggml method, e.g. solver=gptq", ""},
+        {"out", "FILE", "where to write the quantized model (required)", NULL},
         {"quiet", NULL, "no progress bar", NULL},
     };
     cli_command cmd = {
@@ -27,7 +35,10 @@ int cli_cmd_quantize(int argc, char **argv) {
         "print a table of the quantized tensors and write them to a .qerr container.",
         "example:\n"
         "  qerr quantize --plan gptq:bits=3,group_size=128 \\\n"
-        "      --override 'model.layers.0.*=gptq:bits=4,group_size=128' --out w3.qerr\n",
+        "      --override 'model.layers.0.*=gptq:bits=4,group_size=128' --out w3.qerr\n"
+        "  qerr quantize --format gguf --type Q4_K_M --out model-q4_k_m.gguf\n"
+        "With --format gguf, --plan and --override are not used: the ggml method runs on\n"
+        "each tensor's type in the file type's mix (qerr_gguf_quantize).\n",
         opts, (int)(sizeof opts / sizeof opts[0])};
     bool help;
     int rc = cli_parse(&cmd, argc, argv, &help);
@@ -43,6 +54,12 @@ int cli_cmd_quantize(int argc, char **argv) {
         !cli_int("seed", cli_get(&cmd, "seed"), 0, INT64_MAX, &seed) ||
         !cli_int("threads", cli_get(&cmd, "threads"), 0, 4096, &threads))
         return CLI_USAGE;
+    const char *format = cli_get(&cmd, "format");
+    if (strcmp(format, "qerr") != 0 && strcmp(format, "gguf") != 0) {
+        fprintf(stderr, "qerr quantize: --format must be qerr or gguf\n");
+        return CLI_USAGE;
+    }
+    if (strcmp(format, "gguf") == 0) return cli_quantize_gguf(&cmd);
     const char *plan = cli_get(&cmd, "plan"), *overrides = cli_get(&cmd, "override");
     const char *model_dir = cli_get(&cmd, "model"), *calib_path = cli_get(&cmd, "calib");
     qerr_plan *check;

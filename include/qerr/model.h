@@ -25,7 +25,9 @@ QERR_API void qerr_free(void *p);
 typedef struct qerr_model_s qerr_model;
 
 /* Load `dir`/config.json and `dir`/model.safetensors (or the shards listed in
- * model.safetensors.index.json). Weights are converted to float32. */
+ * model.safetensors.index.json). Weights are converted to float32. `dir` may
+ * also be a GGUF file of architecture "llama" (from libqerr or elsewhere):
+ * its tensors are dequantized to float32, exactly as ggml dequantizes them. */
 QERR_API int qerr_model_load(qerr_model **out, const char *dir);
 QERR_API void qerr_model_free(qerr_model *m);
 /* Configuration values by their config.json names: "hidden_size",

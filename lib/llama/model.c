@@ -3,6 +3,8 @@
  * LLaMA tensor set and shapes checked once here so the forward pass can
  * trust them. Tied embeddings: one tensor answers to both names. */
 #include "model.h"
+#include "gguf_arch.h"
+#include "../io/gguf.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -311,6 +313,17 @@ int qerr_model_load(qerr_model **out, const char *dir) {
     uint8_t *text = NULL;
     size_t len = 0;
     qerr_json *cj = NULL;
+    if (qerr__gguf_is_file(dir)) { /* a GGUF file instead of a directory */
+        int rc = qerr__model_read_gguf(m, dir);
+        if (rc == QERR_OK) rc = check_tensors(m);
+        if (rc != QERR_OK) {
+            qerr_model_free(m);
+            return rc;
+        }
+        *out = m;
+        qerr__clear_error();
+        return QERR_OK;
+    }
     int rc = join_path(&cfg_path, dir, "config.json");
     if (rc == QERR_OK) rc = qerr__read_file(cfg_path, &text, &len, MAX_CONFIG_BYTES);
     if (rc == QERR_OK) rc = qerr__json_parse((const char *)text, len, cfg_path, &cj);

@@ -1,0 +1,57 @@
+/*
+ * libqerr export API: write a (quantized) model as another engine's model
+ * file. Included by qerr.h; same conventions (int status, qerr_last_error()).
+ */
+#ifndef QERR_EXPORT_H
+#define QERR_EXPORT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---- GGUF (llama.cpp) ---------------------------------------------------- */
+/* `type` is a llama-quantize file type, case-insensitive: "F32", "F16",
+ * "Q8_0", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q2_K", "Q3_K_S", "Q3_K_M",
+ * "Q3_K_L", "Q4_K_S", "Q4_K_M", "Q5_K_S", "Q5_K_M", "Q6_K" ("Q3_K", "Q4_K",
+ * "Q5_K" mean the _M mixes). `mix` says how it spreads over the tensors:
+ * "ftype" (NULL or "": llama-quantize's per-tensor rules for that file type),
+ * "pure" (every 2-D weight gets the type's base type) or "layers" (only the
+ * linear layers of the blocks; token_embd and output stay F32). A tensor
+ * whose rows do not fill the type's blocks falls back as llama-quantize
+ * does (docs/gguf.md). */
+
+/* The ggml type ("Q6_K", "F16", "F32", ...) that tensor `name` (a Hugging
+ * Face name of `m`) gets in a GGUF file of this type and mix, copied into
+ * buf. */
+QERR_API int qerr_gguf_tensor_type(const qerr_model *m, const char *type, const char *mix,
+                                   const char *name, char *buf, size_t cap);
+
+/* Quantize `m` for a GGUF file: runs qerr_model_quantize with the plan
+ * "ggml:type=<base>[,ggml_opts]" and one override per tensor whose type
+ * differs (the mix), calibrated as qerr_model_quantize is; tensors without
+ * calibration (an untied token embedding) are quantized with H = I. F32 and
+ * F16 give an empty qmodel. `ggml_opts` (may be NULL) adds keys of the ggml
+ * method to every spec. */
+QERR_API int qerr_gguf_quantize(qerr_ctx *ctx, const qerr_model *m, const char *type,
+                                const char *mix, const char *ggml_opts, const uint32_t *tokens,
+                                int64_t count, int64_t nsamples, int64_t seqlen,
+                                qerr_qmodel **out);
+
+/* Write `m` as a GGUF v3 file that llama.cpp loads (architecture "llama"):
+ * its metadata keys and tensor names, q_proj / k_proj rows in the order of
+ * llama.cpp's converter, one token_embd for tied embeddings, a vocabulary
+ * of token ids (byte pieces, then placeholders). Tensors of a quantized type
+ * come from `q` (results of qerr_gguf_quantize; q may be NULL for F32 and
+ * F16), the rest from m's float weights. Written to a temporary file and
+ * renamed: on any error no file appears under `path`. */
+QERR_API int qerr_gguf_save(const qerr_model *m, const qerr_qmodel *q, const char *type,
+                            const char *mix, const char *path);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* QERR_EXPORT_H */
