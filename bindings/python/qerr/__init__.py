@@ -18,12 +18,14 @@ from ._arrays import DTYPE_BF16, DTYPE_F16, DTYPE_F32
 from ._core import (Calibration, Outliers, Plan, Result, layer_error, method_params,
                     method_summary, methods, quantize, version)
 from ._model import (Model, Perplexity, QModel, has_model_api, quantize_model, read_tokens)
+from ._export import export_gguf, gguf_quantize, gguf_save, gguf_tensor_type
 
 __all__ = [
     "__version__", "version", "library_path", "QerrError", "LibraryNotFound",
     "DTYPE_F32", "DTYPE_F16", "DTYPE_BF16", "methods", "method_summary", "method_params",
     "Plan", "Calibration", "Result", "Outliers", "quantize", "layer_error",
     "Model", "QModel", "Perplexity", "quantize_model", "read_tokens", "has_model_api",
+    "gguf_quantize", "gguf_save", "gguf_tensor_type", "export_gguf",
     "OK", "E_INVALID_ARG", "E_SHAPE", "E_NOMEM", "E_NONFINITE", "E_NOT_PD", "E_IO", "E_FORMAT",
     "E_UNKNOWN_METHOD", "E_UNKNOWN_KEY", "E_RANGE", "E_UNSUPPORTED", "E_CANCELLED",
     "E_CHECKSUM", "E_ABI", "E_INTERNAL", "E_NOT_FOUND", "E_NUMERIC",

@@ -134,10 +134,15 @@ _SIGNATURES = {
     "qerr_model_quantize": (S, [H, H, c_char_p, c_char_p, POINTER(c_uint32), c_int64, c_int64,
                                 c_int64, PH]),
     "qerr_model_apply": (S, [H, H]),
+    # export (qerr/export.h)
+    "qerr_gguf_tensor_type": (S, [H, c_char_p, c_char_p, c_char_p, c_char_p, c_size_t]),
+    "qerr_gguf_quantize": (S, [H, H, c_char_p, c_char_p, c_char_p, POINTER(c_uint32), c_int64,
+                               c_int64, c_int64, PH]),
+    "qerr_gguf_save": (S, [H, H, c_char_p, c_char_p, c_char_p]),
 }
 
 # Functions the core needs; their absence means this is not libqerr.
-_MODEL_PREFIXES = ("qerr_model_", "qerr_qmodel_", "qerr_tokens_", "qerr_free")
+_MODEL_PREFIXES = ("qerr_model_", "qerr_qmodel_", "qerr_tokens_", "qerr_free", "qerr_gguf_")
 
 
 class _Lib:

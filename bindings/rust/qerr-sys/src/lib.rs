@@ -211,4 +211,14 @@ extern "C" {
                                overrides: *const c_char, tokens: *const u32, count: i64,
                                nsamples: i64, seqlen: i64, out: *mut *mut qerr_qmodel) -> c_int;
     pub fn qerr_model_apply(m: *mut qerr_model, q: *const qerr_qmodel) -> c_int;
+
+    // export (qerr/export.h)
+    pub fn qerr_gguf_tensor_type(m: *const qerr_model, type_: *const c_char, mix: *const c_char,
+                                 name: *const c_char, buf: *mut c_char, cap: usize) -> c_int;
+    pub fn qerr_gguf_quantize(ctx: *mut qerr_ctx, m: *const qerr_model, type_: *const c_char,
+                              mix: *const c_char, ggml_opts: *const c_char, tokens: *const u32,
+                              count: i64, nsamples: i64, seqlen: i64,
+                              out: *mut *mut qerr_qmodel) -> c_int;
+    pub fn qerr_gguf_save(m: *const qerr_model, q: *const qerr_qmodel, type_: *const c_char,
+                          mix: *const c_char, path: *const c_char) -> c_int;
 }

@@ -26,6 +26,8 @@ mod calib;
 mod context;
 mod error;
 #[cfg(qerr_model)]
+mod export;
+#[cfg(qerr_model)]
 mod model;
 mod plan;
 mod result;
@@ -37,6 +39,8 @@ pub use context::Context;
 pub use error::{Error, Result};
 #[cfg(qerr_model)]
 pub use model::{quantize_model, read_tokens, Model, Perplexity, QModel};
+#[cfg(qerr_model)]
+pub use export::{gguf_quantize, gguf_save, gguf_tensor_type};
 pub use plan::{method_params, method_summary, methods, ParamInfo, ParamType, Plan};
 pub use result::{Extra, Outliers, QuantResult, ResultView};
 pub use tensor::{Dtype, Matrix};

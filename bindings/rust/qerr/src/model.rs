@@ -36,7 +36,7 @@ pub struct Perplexity {
 
 /// A LLaMA-family model in Hugging Face layout, held in float32.
 pub struct Model {
-    m: NonNull<ffi::qerr_model>,
+    pub(crate) m: NonNull<ffi::qerr_model>,
 }
 
 unsafe impl Send for Model {}
@@ -151,13 +151,13 @@ pub fn quantize_model(ctx: Option<&mut Context>, model: &Model, plan: &str,
 
 /// Named quantization results plus string metadata.
 pub struct QModel {
-    q: NonNull<ffi::qerr_qmodel>,
+    pub(crate) q: NonNull<ffi::qerr_qmodel>,
 }
 
 unsafe impl Send for QModel {}
 
 impl QModel {
-    fn adopt(q: *mut ffi::qerr_qmodel) -> Result<QModel> {
+    pub(crate) fn adopt(q: *mut ffi::qerr_qmodel) -> Result<QModel> {
         NonNull::new(q).map(|q| QModel { q })
             .ok_or_else(|| Error::new(status::E_INTERNAL, "NULL quantized model"))
     }
