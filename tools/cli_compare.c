@@ -6,6 +6,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #define MAX_PLANS 256
 
@@ -91,6 +92,7 @@ typedef struct row {
     const char *spec;
     int status; /* QERR_OK, or why the plan has no numbers */
     bool skipped; /* a default plan the method does not support */
+    bool file;    /* a GGUF file measured as it is (no quantize time) */
     char error[200];
     double bpw, ppl, seconds;
 } row;
@@ -123,6 +125,27 @@ static void run_plan(qerr_ctx *ctx, cli_progress *prog, const qerr_model *base, 
     qerr_qmodel_free(q);
 }
 
+/* A GGUF file (libqerr's or anyone's) measured on the same windows; its
+ * bits/w is the file's size in bits over the model's parameters. */
+static void run_gguf(qerr_ctx *ctx, cli_progress *prog, const uint32_t *eval, int64_t neval,
+                     int64_t ctx_len, int64_t max_windows, row *r) {
+    qerr_model *m = NULL;
+    r->file = true;
+    r->status = cli_load_model(r->spec, &m);
+    cli_ppl_result p = {0};
+    if (r->status == QERR_OK) {
+        struct stat st;
+        int64_t params = cli_model_params(m);
+        r->bpw = stat(r->spec, &st) == 0 && params > 0 ? 8.0 * (double)st.st_size / (double)params
+                                                       : 0.0;
+        r->status = cli_perplexity(ctx, m, eval, neval, ctx_len, max_windows, &p);
+    }
+    cli_progress_done(prog);
+    if (r->status != QERR_OK) snprintf(r->error, sizeof r->error, "%s", qerr_last_error());
+    r->ppl = p.ppl;
+    qerr_model_free(m);
+}
+
 static void print_table(const row *rows, int n, double float_ppl, FILE *f) {
     static const char *const header[] = {"plan", "bits/w", "ppl", "+ppl", "+ppl %", "quantize"};
     static const bool right[] = {false, true, true, true, true, true};
@@ -145,7 +168,8 @@ static void print_table(const row *rows, int n, double float_ppl, FILE *f) {
         snprintf(ppl, sizeof ppl, "%.4f", r->ppl);
         snprintf(d, sizeof d, "%+.4f", r->ppl - float_ppl);
         snprintf(dp, sizeof dp, "%+.2f%%", 100.0 * (r->ppl - float_ppl) / float_ppl);
-        cli_format_seconds(r->seconds, secs, sizeof secs);
+        if (r->file) snprintf(secs, sizeof secs, "-");
+        else cli_format_seconds(r->seconds, secs, sizeof secs);
         const char *cells[] = {r->spec, bpw, ppl, d, dp, secs};
         cli_table_row(&t, cells);
     }
@@ -160,6 +184,8 @@ int cli_cmd_compare(int argc, char **argv) {
         {"eval", "TOKENS", "evaluation tokens for perplexity", CLI_DEFAULT_EVAL},
         {"plans", "'SPEC;SPEC;...'", "plans to compare (default: see below)", ""},
         {"override", "'PAT=SPEC;...'", "per-tensor plans applied with every plan", ""},
+        {"gguf", "'FILE;FILE;...'", "also measure these GGUF files (libqerr's or llama.cpp's) "
+         "on the same windows", ""},
         {"nsamples", "N", "calibration windows", "128"},
         {"seqlen", "L", "tokens per calibration window", "256"},
         {"seed", "S", "seed for drawing the windows and for the methods", "0"},
@@ -179,7 +205,8 @@ int cli_cmd_compare(int argc, char **argv) {
         "and W4A4 as RTN (flatquant with nothing learned) against flatquant (3 epochs);\n"
         "every other method of the library runs at bits=3,group_size=128 (or at\n"
         "its defaults when it has no such keys). Plans a method does not support\n"
-        "(QERR_E_UNSUPPORTED) are skipped.\n",
+        "(QERR_E_UNSUPPORTED) are skipped. With only --gguf, no plan runs. A GGUF row's\n"
+        "bits/w is the file size in bits over the model's parameters.\n",
         opts, (int)(sizeof opts / sizeof opts[0])};
     bool help;
     int rc = cli_parse(&cmd, argc, argv, &help);
@@ -193,11 +220,12 @@ int cli_cmd_compare(int argc, char **argv) {
         !cli_int("threads", cli_get(&cmd, "threads"), 0, 4096, &threads))
         return CLI_USAGE;
     const char *dir = cli_get(&cmd, "model"), *overrides = cli_get(&cmd, "override");
-    plan_list plans = {{0}, 0};
+    plan_list plans = {{0}, 0}, files = {{0}, 0};
     bool user_plans = *cli_get(&cmd, "plans") != '\0';
+    parse_plans(&files, cli_get(&cmd, "gguf"));
     if (user_plans) parse_plans(&plans, cli_get(&cmd, "plans"));
-    else default_plans(&plans);
-    if (plans.n == 0) {
+    else if (files.n == 0) default_plans(&plans);
+    if (plans.n + files.n == 0) {
         fprintf(stderr, "qerr compare: no plans to compare\n");
         return CLI_USAGE;
     }
@@ -207,7 +235,7 @@ int cli_cmd_compare(int argc, char **argv) {
     int64_t ncalib = 0, neval = 0;
     qerr_ctx *ctx = NULL;
     cli_progress prog;
-    row *rows = calloc((size_t)plans.n, sizeof *rows);
+    row *rows = calloc((size_t)(plans.n + files.n), sizeof *rows);
     int status = CLI_FAILED;
     if (!rows) goto done;
     if (cli_load_model(dir, &base) != QERR_OK ||
@@ -252,11 +280,24 @@ int cli_cmd_compare(int argc, char **argv) {
             failed++;
         }
     }
+    for (int i = 0; i < files.n; i++) {
+        row *r = &rows[plans.n + i];
+        r->spec = files.spec[i];
+        run_gguf(ctx, &prog, eval, neval, ctx_len, max_windows, r);
+        if (r->status == QERR_OK)
+            fprintf(stderr, "[gguf %d/%d] %s: ppl %.4f\n", i + 1, files.n, r->spec, r->ppl);
+        else {
+            fprintf(stderr, "[gguf %d/%d] %s: failed: %s: %s\n", i + 1, files.n, r->spec,
+                    qerr_status_string(r->status), r->error);
+            failed++;
+        }
+    }
     printf("\n");
-    print_table(rows, plans.n, fl.ppl, stdout);
+    print_table(rows, plans.n + files.n, fl.ppl, stdout);
     status = failed ? CLI_FAILED : CLI_OK;
 done:
     for (int i = 0; i < plans.n; i++) free(plans.spec[i]);
+    for (int i = 0; i < files.n; i++) free(files.spec[i]);
     free(rows);
     qerr_ctx_free(ctx);
     qerr_free(calib);

@@ -33,6 +33,23 @@ size_t qerr__gguf_row_bytes(int type, int64_t n) {
     }
 }
 
+int qerr__gguf_row_to_f32(int type, const uint8_t *src, int64_t n, float *dst) {
+    switch (type) {
+    case QERR_GGUF_T_F32: memcpy(dst, src, (size_t)n * 4); return QERR_OK;
+    case QERR_GGUF_T_F16:
+    case QERR_GGUF_T_BF16:
+        for (int64_t k = 0; k < n; k++) {
+            uint16_t h;
+            memcpy(&h, src + 2 * k, 2);
+            dst[k] = type == QERR_GGUF_T_F16 ? qerr__f16_to_f32(h) : qerr__bf16_to_f32(h);
+        }
+        return QERR_OK;
+    default:
+        return qerr__fail(QERR_E_UNSUPPORTED, "ggml type %d cannot be dequantized by libqerr",
+                          type);
+    }
+}
+
 /* ---- reader -------------------------------------------------------------- */
 typedef struct cursor {
     const uint8_t *p;

@@ -58,6 +58,10 @@ typedef struct qerr_gguf_file {
 /* Bytes of one row of n elements of ggml type `type`; 0 when the type is
  * unknown to libqerr or n does not fill whole blocks. */
 size_t qerr__gguf_row_bytes(int type, int64_t n);
+/* One row of n elements of ggml type `type` at src (any alignment) as
+ * float32, exactly as ggml converts it; QERR_E_UNSUPPORTED for a type
+ * libqerr cannot dequantize. */
+int qerr__gguf_row_to_f32(int type, const uint8_t *src, int64_t n, float *dst);
 /* Validate and index a GGUF image buf[0..len) (borrowed: it must outlive
  * the result). Every failure is QERR_E_FORMAT (or QERR_E_UNSUPPORTED for a
  * valid file libqerr cannot read) with a message naming `what`. */

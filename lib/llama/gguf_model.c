@@ -74,16 +74,12 @@ static int dequantize(const qerr_gguf_tensor *t, const char *path, float *dst) {
     const int64_t cols = t->ne[0], rows = t->numel / cols;
     const size_t row_bytes = t->nbytes / (size_t)rows;
     for (int64_t r = 0; r < rows; r++) {
-        const uint8_t *src = t->data + (size_t)r * row_bytes;
-        float *out = dst + r * cols;
-        switch (t->type) {
-        case QERR_GGUF_T_F32: memcpy(out, src, (size_t)cols * 4); break;
-        case QERR_GGUF_T_F16: qerr__to_f32(QERR_DTYPE_F16, src, out, cols); break;
-        case QERR_GGUF_T_BF16: qerr__to_f32(QERR_DTYPE_BF16, src, out, cols); break;
-        default:
-            return qerr__fail(QERR_E_UNSUPPORTED, "%s: tensor '%s' has ggml type %d, which "
-                              "libqerr cannot dequantize",
-                              path, t->name, t->type);
+        int rc = qerr__gguf_row_to_f32(t->type, t->data + (size_t)r * row_bytes, cols,
+                                       dst + r * cols);
+        if (rc != QERR_OK) {
+            char why[256];
+            snprintf(why, sizeof why, "%s", qerr_last_error());
+            return qerr__fail(rc, "%s: tensor '%s': %s", path, t->name, why);
         }
     }
     return QERR_OK;
