@@ -8,8 +8,8 @@
  * count is bounded by the bytes that remain, every tensor must lie inside the
  * data section, and no two tensors may overlap. */
 #include "gguf.h"
+#include "io.h"
 
-#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -299,23 +299,9 @@ int qerr__gguf_parse(const uint8_t *buf, size_t len, const char *what, qerr_gguf
 int qerr__gguf_open(const char *path, qerr_gguf_file *out) {
     memset(out, 0, sizeof *out);
     QERR_CHECK(path, QERR_E_INVALID_ARG, "GGUF path is NULL");
-    int fd = open(path, O_RDONLY);
-    QERR_CHECK(fd >= 0, QERR_E_IO, "cannot open '%s'", path);
-    struct stat st;
-    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-        close(fd);
-        return qerr__fail(QERR_E_IO, "'%s' is not a regular file", path);
-    }
-    size_t len = (size_t)st.st_size;
-    void *map = NULL;
-    if (len > 0) {
-        map = mmap(NULL, len, PROT_READ, MAP_PRIVATE, fd, 0);
-        if (map == MAP_FAILED) {
-            close(fd);
-            return qerr__fail(QERR_E_IO, "%s: mmap of %zu bytes failed", path, len);
-        }
-    }
-    close(fd);
+    void *map;
+    size_t len;
+    QERR_TRY(qerr__map_file(path, &map, &len));
     int rc = qerr__gguf_parse(map, len, path, out);
     if (rc != QERR_OK) {
         if (map) munmap(map, len);

@@ -67,6 +67,9 @@ typedef struct qerr_st_file {
  * must outlive the result). Every failure is QERR_E_FORMAT or
  * QERR_E_UNSUPPORTED with a message naming `what`. */
 int qerr__st_parse(const uint8_t *buf, size_t len, const char *what, qerr_st_file *out);
+/* mmap a regular file read-only: *map NULL for an empty file; release with
+ * munmap(*map, *len). Messages name `path`. */
+int qerr__map_file(const char *path, void **map, size_t *len);
 /* mmap `path` read-only and parse it. */
 int qerr__st_open(const char *path, qerr_st_file *out);
 void qerr__st_close(qerr_st_file *f);

@@ -203,23 +203,9 @@ int qerr__st_open(const char *path, qerr_st_file *out) {
     QERR_CHECK(out, QERR_E_INVALID_ARG, "qerr__st_open: out is NULL");
     memset(out, 0, sizeof *out);
     QERR_CHECK(path, QERR_E_INVALID_ARG, "qerr__st_open: path is NULL");
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    QERR_CHECK(fd >= 0, QERR_E_IO, "%s: cannot open", path);
-    struct stat st;
-    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-        close(fd);
-        return qerr__fail(QERR_E_IO, "%s: not a regular file", path);
-    }
-    size_t len = (size_t)st.st_size;
-    void *map = NULL;
-    if (len > 0) {
-        map = mmap(NULL, len, PROT_READ, MAP_PRIVATE, fd, 0);
-        if (map == MAP_FAILED) {
-            close(fd);
-            return qerr__fail(QERR_E_IO, "%s: mmap of %zu bytes failed", path, len);
-        }
-    }
-    close(fd);
+    void *map;
+    size_t len;
+    QERR_TRY(qerr__map_file(path, &map, &len));
     int rc = qerr__st_parse(map ? map : (const uint8_t *)"", len, path, out);
     if (rc != QERR_OK) {
         if (map) munmap(map, len);
@@ -227,6 +213,30 @@ int qerr__st_open(const char *path, qerr_st_file *out) {
     }
     out->map = map;
     out->map_len = len;
+    return QERR_OK;
+}
+
+int qerr__map_file(const char *path, void **map, size_t *len) {
+    *map = NULL;
+    *len = 0;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    QERR_CHECK(fd >= 0, QERR_E_IO, "%s: cannot open", path);
+    struct stat st;
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        close(fd);
+        return qerr__fail(QERR_E_IO, "%s: not a regular file", path);
+    }
+    size_t n = (size_t)st.st_size;
+    if (n > 0) {
+        void *p = mmap(NULL, n, PROT_READ, MAP_PRIVATE, fd, 0);
+        if (p == MAP_FAILED) {
+            close(fd);
+            return qerr__fail(QERR_E_IO, "%s: mmap of %zu bytes failed", path, n);
+        }
+        *map = p;
+    }
+    close(fd);
+    *len = n;
     return QERR_OK;
 }
 

@@ -302,28 +302,13 @@ static int tie_embeddings(qerr_model *m, int cap, const qerr_st_file *meta) {
     return QERR_OK;
 }
 
-int qerr_model_load(qerr_model **out, const char *dir) {
+/* config.json and the safetensors of a model directory into m. */
+static int read_dir(qerr_model *m, const char *dir) {
     static const char fn[] = "qerr_model_load";
-    QERR_CHECK(out, QERR_E_INVALID_ARG, "%s: out is NULL", fn);
-    *out = NULL;
-    QERR_CHECK(dir, QERR_E_INVALID_ARG, "%s: dir is NULL", fn);
-    qerr_model *m = calloc(1, sizeof *m);
-    QERR_CHECK(m, QERR_E_NOMEM, "%s: out of memory", fn);
     char *cfg_path = NULL;
     uint8_t *text = NULL;
     size_t len = 0;
     qerr_json *cj = NULL;
-    if (qerr__gguf_is_file(dir)) { /* a GGUF file instead of a directory */
-        int rc = qerr__model_read_gguf(m, dir);
-        if (rc == QERR_OK) rc = check_tensors(m);
-        if (rc != QERR_OK) {
-            qerr_model_free(m);
-            return rc;
-        }
-        *out = m;
-        qerr__clear_error();
-        return QERR_OK;
-    }
     int rc = join_path(&cfg_path, dir, "config.json");
     if (rc == QERR_OK) rc = qerr__read_file(cfg_path, &text, &len, MAX_CONFIG_BYTES);
     if (rc == QERR_OK) rc = qerr__json_parse((const char *)text, len, cfg_path, &cj);
@@ -343,6 +328,18 @@ int qerr_model_load(qerr_model **out, const char *dir) {
     if (rc == QERR_OK) rc = tie_embeddings(m, cap, meta);
     for (int s = 0; s < nfiles; s++) qerr__st_close(&files[s]);
     free(files);
+    return rc;
+}
+
+int qerr_model_load(qerr_model **out, const char *dir) {
+    static const char fn[] = "qerr_model_load";
+    QERR_CHECK(out, QERR_E_INVALID_ARG, "%s: out is NULL", fn);
+    *out = NULL;
+    QERR_CHECK(dir, QERR_E_INVALID_ARG, "%s: dir is NULL", fn);
+    qerr_model *m = calloc(1, sizeof *m);
+    QERR_CHECK(m, QERR_E_NOMEM, "%s: out of memory", fn);
+    /* a GGUF file (lib/llama/gguf_model.c) or a Hugging Face directory */
+    int rc = qerr__gguf_is_file(dir) ? qerr__model_read_gguf(m, dir) : read_dir(m, dir);
     if (rc == QERR_OK) rc = check_tensors(m);
     if (rc != QERR_OK) {
         qerr_model_free(m);

@@ -127,6 +127,16 @@ impl Context {
         out
     }
 
+    /// Run `f` with this context, or with the library's defaults (NULL) when
+    /// there is none.
+    pub(crate) fn run_opt<T>(ctx: Option<&mut Context>,
+                             f: impl FnOnce(*mut ffi::qerr_ctx) -> Result<T>) -> Result<T> {
+        match ctx {
+            Some(ctx) => ctx.run(f),
+            None => f(std::ptr::null_mut()),
+        }
+    }
+
     /// Quantize `weight` with these settings; see [`crate::quantize`].
     pub fn quantize(&mut self, plan: &Plan, weight: Matrix<'_>, calib: Option<&Calibration>)
                     -> Result<QuantResult> {

@@ -46,10 +46,7 @@ pub fn gguf_quantize(ctx: Option<&mut Context>, model: &Model, type_: &str, mix:
                                     seqlen as i64, &mut out)
         })
     };
-    match ctx {
-        Some(ctx) => ctx.run(&mut call)?,
-        None => call(std::ptr::null_mut())?,
-    };
+    Context::run_opt(ctx, &mut call)?;
     QModel::adopt(out)
 }
 

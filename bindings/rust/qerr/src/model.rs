@@ -104,10 +104,7 @@ impl Model {
                                            &mut nll, &mut scored)
             })
         };
-        match ctx {
-            Some(ctx) => ctx.run(&mut call)?,
-            None => call(std::ptr::null_mut())?,
-        };
+        Context::run_opt(ctx, &mut call)?;
         Ok(Perplexity { ppl, mean_nll: nll, scored: scored.max(0) as u64 })
     }
 
@@ -142,10 +139,7 @@ pub fn quantize_model(ctx: Option<&mut Context>, model: &Model, plan: &str,
                                      seqlen as i64, &mut out)
         })
     };
-    match ctx {
-        Some(ctx) => ctx.run(&mut call)?,
-        None => call(std::ptr::null_mut())?,
-    };
+    Context::run_opt(ctx, &mut call)?;
     QModel::adopt(out)
 }
 
