@@ -346,6 +346,25 @@ static void export_errors_leave_no_file(void **state) {
     qerr_model_free(m);
 }
 
+/* Models GGUF's "llama" cannot describe (yet) are refused by name, no file. */
+static void export_refuses_other_architectures(void **state) {
+    (void)state;
+    TU_REQUIRE_SHARED(data);
+    static const char *const archs[] = {"qwen2", "qwen3", "llama-bias"};
+    char *path = temp_path("arch.gguf");
+    for (size_t i = 0; i < sizeof archs / sizeof archs[0]; i++) {
+        char dir[1024];
+        snprintf(dir, sizeof dir, "%s/archs/%s", data, archs[i]);
+        qerr_model *m;
+        if (qerr_model_load(&m, dir) != QERR_OK) continue; /* not loadable in this build */
+        assert_int_equal(qerr_gguf_save(m, NULL, "F32", NULL, path), QERR_E_UNSUPPORTED);
+        assert_non_null(strstr(qerr_last_error(), "GGUF export"));
+        assert_false(exists(path));
+        qerr_model_free(m);
+    }
+    free(path);
+}
+
 static void reader_refuses_other_architectures(void **state) {
     (void)state;
     qerr_gguf_sink s = {NULL, 0};
@@ -377,6 +396,7 @@ int main(void) {
         cmocka_unit_test(export_tiny_llama),
         cmocka_unit_test(export_stories260k_tied),
         cmocka_unit_test(export_errors_leave_no_file),
+        cmocka_unit_test(export_refuses_other_architectures),
         cmocka_unit_test(reader_refuses_other_architectures),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

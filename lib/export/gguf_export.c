@@ -142,11 +142,27 @@ static void sizes(plan *p) {
     }
 }
 
+/* What this writer can say in llama.cpp's "llama" architecture. */
+static int describable(const qerr_model_config *c) {
+    QERR_CHECK(strcmp(c->model_type, "llama") == 0 || strcmp(c->model_type, "mistral") == 0,
+               QERR_E_UNSUPPORTED,
+               "GGUF export: model type '%s' is not written yet (llama and mistral are)",
+               c->model_type);
+    QERR_CHECK(c->rope.type == QERR_ROPE_DEFAULT, QERR_E_UNSUPPORTED,
+               "GGUF export: RoPE scaling (rope_type other than default) is not written yet");
+    QERR_CHECK(!c->qk_norm && c->sliding_window <= 0, QERR_E_UNSUPPORTED,
+               "GGUF export: q/k norms and sliding windows have no place in architecture llama");
+    for (int k = 0; k < QERR_LIN_COUNT; k++)
+        QERR_CHECK(!c->bias[k], QERR_E_UNSUPPORTED,
+                   "GGUF export: linear biases (%s) are not written yet", qerr__lin_names[k]);
+    return QERR_OK;
+}
+
 /* Metadata llama.cpp reads for architecture llama; returns the key count. */
 static int64_t put_metadata(qerr_gguf_sink *s, const plan *p) {
     const qerr_model_config *c = &p->m->cfg;
     int64_t n = 0;
-#define KV(call) (call, n++)
+#define KV(call) do { call; n++; } while (0)
     KV(qerr__gguf_kv_str(s, "general.architecture", "llama"));
     KV(qerr__gguf_kv_str(s, "general.type", "model"));
     KV(qerr__gguf_kv_str(s, "general.quantized_by", "libqerr"));
@@ -158,9 +174,11 @@ static int64_t put_metadata(qerr_gguf_sink *s, const plan *p) {
     KV(qerr__gguf_kv_u32(s, "llama.feed_forward_length", (uint32_t)c->inter));
     KV(qerr__gguf_kv_u32(s, "llama.attention.head_count", (uint32_t)c->heads));
     KV(qerr__gguf_kv_u32(s, "llama.attention.head_count_kv", (uint32_t)c->kv_heads));
-    KV(qerr__gguf_kv_f32(s, "llama.rope.freq_base", (float)c->rope_theta));
+    KV(qerr__gguf_kv_f32(s, "llama.rope.freq_base", (float)c->rope.theta));
     KV(qerr__gguf_kv_f32(s, "llama.attention.layer_norm_rms_epsilon", (float)c->rms_eps));
     KV(qerr__gguf_kv_u32(s, "llama.rope.dimension_count", (uint32_t)c->head_dim));
+    KV(qerr__gguf_kv_u32(s, "llama.attention.key_length", (uint32_t)c->head_dim));
+    KV(qerr__gguf_kv_u32(s, "llama.attention.value_length", (uint32_t)c->head_dim));
     KV(qerr__gguf_kv_u32(s, "llama.vocab_size", (uint32_t)c->vocab));
     /* A vocabulary of ids: SentencePiece-style with the 256 byte pieces first
      * (what a byte-level model means, and what byte fallback needs), then
@@ -250,7 +268,8 @@ int qerr_gguf_save(const qerr_model *m, const qerr_qmodel *q, const char *type, 
                "file cannot describe",
                fn);
     plan p = {m, {0}, NULL, 0};
-    int rc = init_mix(m, type, mix, &p.mx);
+    int rc = describable(&m->cfg);
+    if (rc == QERR_OK) rc = init_mix(m, type, mix, &p.mx);
     if (rc == QERR_OK) rc = build(&p);
     if (rc == QERR_OK) rc = attach_results(&p, q);
     uint8_t *buf = NULL;

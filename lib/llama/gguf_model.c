@@ -40,28 +40,31 @@ static int read_config(const qerr_gguf_file *f, const char *path, qerr_model_con
                "%s: %lld heads (%lld for K/V) do not divide an embedding of %lld", path,
                (long long)c->heads, (long long)c->kv_heads, (long long)c->hidden);
     c->head_dim = c->hidden / c->heads;
+    if (qerr__gguf_find(f, "llama.attention.key_length"))
+        QERR_TRY(get_dim(f, path, "llama.attention.key_length", 2, MAX_DIM, &c->head_dim));
     QERR_CHECK(c->head_dim % 2 == 0, QERR_E_FORMAT, "%s: head dimension %lld is odd", path,
                (long long)c->head_dim);
     static const char *const same_dim[] = {"llama.rope.dimension_count",
-                                           "llama.attention.key_length",
                                            "llama.attention.value_length"};
-    for (size_t i = 0; i < 3; i++) {
+    for (size_t i = 0; i < 2; i++) {
         int64_t d;
         if (!qerr__gguf_find(f, same_dim[i])) continue;
         QERR_TRY(get_dim(f, path, same_dim[i], 1, MAX_DIM, &d));
         QERR_CHECK(d == c->head_dim, QERR_E_UNSUPPORTED,
-                   "%s: %s = %lld, not embedding / heads = %lld (not supported)", path,
+                   "%s: %s = %lld, not the head size %lld (not supported)", path,
                    same_dim[i], (long long)d, (long long)c->head_dim);
     }
     char scaling[32];
     if (qerr__gguf_get_str(f, "llama.rope.scaling.type", scaling, sizeof scaling) == QERR_OK)
         QERR_CHECK(strcmp(scaling, "none") == 0, QERR_E_UNSUPPORTED,
                    "%s: RoPE scaling '%s' is not supported", path, scaling);
-    c->rope_theta = 10000.0;
+    c->model_type = "llama";
+    c->rope.type = QERR_ROPE_DEFAULT;
+    c->rope.theta = 10000.0;
     if (qerr__gguf_find(f, "llama.rope.freq_base"))
-        QERR_TRY(qerr__gguf_get_float(f, "llama.rope.freq_base", &c->rope_theta));
+        QERR_TRY(qerr__gguf_get_float(f, "llama.rope.freq_base", &c->rope.theta));
     QERR_TRY(qerr__gguf_get_float(f, "llama.attention.layer_norm_rms_epsilon", &c->rms_eps));
-    QERR_CHECK(c->rope_theta > 0 && c->rope_theta < 1e12 && c->rms_eps > 0 && c->rms_eps < 1,
+    QERR_CHECK(c->rope.theta > 0 && c->rope.theta < 1e12 && c->rms_eps > 0 && c->rms_eps < 1,
                QERR_E_FORMAT, "%s: rope.freq_base or layer_norm_rms_epsilon out of range", path);
     const qerr_gguf_tensor *emb = qerr__gguf_tensor(f, "token_embd.weight");
     QERR_CHECK(emb && emb->ndim == 2, QERR_E_FORMAT, "%s: token_embd.weight is missing", path);
