@@ -48,7 +48,7 @@ for model in "${models[@]}"; do
     "$qerr" quantize --format gguf --type "$type" --mix "$mix" --model "$dir" \
       --calib "$dir/calib.u32" --out "$f" --quiet > "$out/$model-$type.quantize.log"
     t1=$(date +%s.%N)
-    ours=$("$qerr" ppl --model "$f" --tokens "$eval_tok" --ctx "$ctx" --max-windows "$windows" \
+    ours=$("$qerr" ppl --model "$f" --eval "$eval_tok" --ctx "$ctx" --max-windows "$windows" \
            --quiet | awk '$1 == "ppl" {print $2}')
     theirs=$(NODE_LLAMA_CPP_DIR="${nl}" node "$ppl_js" "$f" "$eval_tok" "$ctx" \
              $([ "$windows" -gt 0 ] && echo "$windows") 2>/dev/null | awk '$1 == "ppl" {print $2}')

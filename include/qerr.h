@@ -155,7 +155,9 @@ QERR_API void qerr_calib_free(qerr_calib *c);
 QERR_API int qerr_calib_add(qerr_calib *c, const qerr_tensor *rows);
 QERR_API int qerr_calib_add_f32(qerr_calib *c, const float *rows, int64_t nrows);
 /* A set from a given symmetric Gram matrix H (n x n, row-major float64) and
- * the number of rows it summed. */
+ * the number of rows it summed. H[i][j] and H[j][i] may differ by float
+ * rounding (a Gram matrix summed in float32): up to 1e-3 x sqrt(H[i][i]
+ * H[j][j]), and the set holds their mean; more is QERR_E_INVALID_ARG. */
 QERR_API int qerr_calib_from_gram(qerr_calib **out, const double *gram, int64_t n,
                                   int64_t nsamples);
 /* dst += src (Gram matrices and sample counts; reservoirs are merged). */
@@ -188,6 +190,13 @@ QERR_API int qerr_method_count(void);
 QERR_API const char *qerr_method_name(int index); /* NULL if out of range */
 QERR_API const char *qerr_method_summary(const char *method); /* NULL if unknown */
 QERR_API int qerr_method_param_count(const char *method); /* <0 status if unknown */
+/* Where a method works: QERR_SCOPE_LAYER (one weight, qerr_quantize, and
+ * every layer of a model) and/or QERR_SCOPE_BLOCK (whole decoder blocks,
+ * through qerr_model_quantize). A method with both chooses by a plan key
+ * (scope=layer|block); one with QERR_SCOPE_BLOCK alone refuses a single
+ * weight with QERR_E_UNSUPPORTED. <0 status if the method is unknown. */
+enum { QERR_SCOPE_LAYER = 1, QERR_SCOPE_BLOCK = 2 };
+QERR_API int qerr_method_scopes(const char *method);
 /* Describe parameter `index` of `method`. Any output pointer may be NULL.
  * `choices` is "a|b|c" for QERR_PARAM_CHOICE, "" otherwise; `default_value`
  * is the canonical text of the default. The strings are static: valid for

@@ -206,6 +206,63 @@ static void test_from_gram_validation(void **state) {
     qerr_calib_free(c);
 }
 
+/* A Gram matrix summed in float32 is symmetric only up to rounding, which
+ * differs between H[i][j] and H[j][i] when the sums run in other orders (a
+ * GEMM's blocking does that): accepted and symmetrized. A real asymmetry,
+ * small against the entry's scale but far above rounding, is still refused. */
+static void test_from_gram_float32_rounding(void **state) {
+    (void)state;
+    enum { R = 20000, N = 16 };
+    float *X = malloc(sizeof(float) * R * N);
+    assert_non_null(X);
+    uint64_t s = 99;
+    for (int r = 0; r < R; r++)
+        for (int j = 0; j < N; j++) {
+            s = s * 6364136223846793005ull + 1442695040888963407ull;
+            X[r * N + j] = (float)((double)(s >> 11) / 9007199254740992.0 - 0.5) * (1 + j);
+        }
+    double *g = malloc(sizeof(double) * N * N);
+    assert_non_null(g);
+    for (int i = 0; i < N; i++)
+        for (int j = 0; j < N; j++) {
+            float acc = 0.0f; /* upper triangle forward, lower backward */
+            if (i <= j)
+                for (int r = 0; r < R; r++) acc += X[r * N + i] * X[r * N + j];
+            else
+                for (int r = R - 1; r >= 0; r--) acc += X[r * N + i] * X[r * N + j];
+            g[i * N + j] = acc;
+        }
+    int asym = 0;
+    for (int i = 0; i < N; i++)
+        for (int j = i + 1; j < N; j++) asym += g[i * N + j] != g[j * N + i];
+    assert_true(asym > 0); /* the orders did round differently */
+    qerr_calib *c = NULL;
+    if (qerr_calib_from_gram(&c, g, N, R) != QERR_OK) fail_msg("%s", qerr_last_error());
+    double *h = malloc(sizeof(double) * N * N);
+    assert_non_null(h);
+    assert_int_equal(qerr_calib_gram(c, h, N), QERR_OK);
+    for (int i = 0; i < N; i++)
+        for (int j = 0; j < N; j++) {
+            assert_true(h[i * N + j] == h[j * N + i]);
+            assert_true(h[i * N + j] == 0.5 * (g[i * N + j] + g[j * N + i]));
+        }
+    qerr_calib_free(c);
+    c = NULL;
+    /* the report's pair: equal to 8e-6 of the entry, far below its scale */
+    double two[4] = {120.0, -3.66818, -3.66821, 95.0};
+    assert_int_equal(qerr_calib_from_gram(&c, two, 2, 1000), QERR_OK);
+    qerr_calib_free(c);
+    c = NULL;
+    /* 1% of sqrt(H[0][0] H[1][1]) apart: not rounding */
+    two[2] = -3.66818 + 0.01 * sqrt(120.0 * 95.0);
+    assert_int_equal(qerr_calib_from_gram(&c, two, 2, 1000), QERR_E_INVALID_ARG);
+    assert_non_null(strstr(qerr_last_error(), "H[0][1]"));
+    assert_null(c);
+    free(h);
+    free(g);
+    free(X);
+}
+
 /* Rows numbered in their first column, so a reservoir row names its source. */
 static float *numbered_rows(int64_t rows, int64_t n, int64_t first) {
     float *X = malloc(sizeof(float) * (size_t)(rows * n));
@@ -401,6 +458,7 @@ int main(void) {
         cmocka_unit_test(test_gram_half),
         cmocka_unit_test(test_merge),
         cmocka_unit_test(test_from_gram_validation),
+        cmocka_unit_test(test_from_gram_float32_rounding),
         cmocka_unit_test(test_reservoir),
         cmocka_unit_test(test_save_load),
     };

@@ -50,6 +50,7 @@ static void other_value(int type, double def, double lo, double hi, const char *
     case QERR_PARAM_INT: {
         double v = def + 1 <= hi ? def + 1 : def - 1;
         if (v < lo) v = lo;
+        if (v == 0 && def + 2 <= hi) v = def + 2; /* group_size=0 is refused */
         snprintf(buf, cap, "%.0f", v);
         break;
     }
@@ -145,6 +146,61 @@ static void test_every_method(void **state) {
         qerr_plan_free(p);
     }
     assert_true(have_rtn && have_gptq);
+}
+
+/* Texts a person reads: defaults in their shortest exact form, and
+ * group_size=0 refused (its range -1..max has a hole at 0). */
+static void test_shortest_text_and_group_size_zero(void **state) {
+    (void)state;
+    const char *def;
+    int n = qerr_method_param_count("omniquant");
+    bool seen = false;
+    for (int i = 0; i < n; i++) {
+        const char *key;
+        assert_int_equal(qerr_method_param_info("omniquant", i, &key, NULL, &def, NULL, NULL,
+                                                NULL, NULL),
+                         QERR_OK);
+        if (strcmp(key, "let_lr") == 0) {
+            assert_string_equal(def, "0.005"); /* not 0.0050000000000000001 */
+            seen = true;
+        }
+    }
+    assert_true(seen);
+    qerr_plan *p = NULL;
+    assert_int_equal(qerr_plan_parse(&p, "gptq:damp=0.05,bits=3"), QERR_OK);
+    char *sp = spec_of(p);
+    assert_non_null(strstr(sp, ",damp=0.05,"));
+    free(sp);
+    /* an inexact value still reads back exactly */
+    assert_int_equal(qerr_plan_set_double(p, "damp", 0.1 + 0.2), QERR_OK);
+    char buf[64];
+    assert_int_equal(qerr_plan_get_string(p, "damp", buf, sizeof buf), QERR_OK);
+    assert_string_equal(buf, "0.30000000000000004");
+    assert_true(strtod(buf, NULL) == 0.1 + 0.2);
+    assert_int_equal(qerr_plan_set_int(p, "group_size", 0), QERR_E_RANGE);
+    assert_non_null(strstr(qerr_last_error(), "-1 = one group per row"));
+    assert_int_equal(qerr_plan_set(p, "group_size", "0"), QERR_E_RANGE);
+    assert_int_equal(qerr_plan_set_int(p, "group_size", -1), QERR_OK);
+    assert_int_equal(qerr_plan_set_int(p, "group_size", 1), QERR_OK);
+    qerr_plan_free(p);
+    p = NULL;
+    assert_int_equal(qerr_plan_parse(&p, "rtn:bits=4,group_size=0"), QERR_E_RANGE);
+    assert_null(p);
+}
+
+/* Which methods work on one weight, which on whole blocks only. */
+static void test_method_scopes(void **state) {
+    (void)state;
+    assert_int_equal(qerr_method_scopes("rtn"), QERR_SCOPE_LAYER);
+    assert_int_equal(qerr_method_scopes("gptq"), QERR_SCOPE_LAYER);
+    if (qerr_method_summary("flatquant"))
+        assert_int_equal(qerr_method_scopes("flatquant"), QERR_SCOPE_BLOCK);
+    if (qerr_method_summary("omniquant"))
+        assert_int_equal(qerr_method_scopes("omniquant"), QERR_SCOPE_LAYER | QERR_SCOPE_BLOCK);
+    assert_int_equal(qerr_method_scopes("nosuch"), QERR_E_UNKNOWN_METHOD);
+    assert_int_equal(qerr_method_scopes(NULL), QERR_E_INVALID_ARG);
+    for (int i = 0; i < qerr_method_count(); i++)
+        assert_true(qerr_method_scopes(qerr_method_name(i)) > 0);
 }
 
 static void test_set_get(void **state) {
@@ -251,6 +307,8 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_every_method),
         cmocka_unit_test(test_set_get),
+        cmocka_unit_test(test_shortest_text_and_group_size_zero),
+        cmocka_unit_test(test_method_scopes),
         cmocka_unit_test(test_choices),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

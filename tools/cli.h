@@ -14,34 +14,46 @@
 /* Exit statuses. */
 enum { CLI_OK = 0, CLI_FAILED = 1, CLI_USAGE = 2 };
 
-/* Defaults that make the subcommands work from the repository root. */
-#define CLI_DEFAULT_MODEL "data/tiny-llama"
-#define CLI_DEFAULT_CALIB "data/tiny-llama/calib.u32"
-#define CLI_DEFAULT_EVAL "data/tiny-llama/eval.u32"
-
-/* One `--name VALUE` option (or `--name=VALUE`); a flag takes no value and
- * stores "1". `value` holds the default on entry. */
-typedef struct cli_opt {
-    const char *name; /* without the leading "--" */
-    const char *metavar; /* NULL for a flag */
+/* The one vocabulary of options (cli_options.c): an option means the same
+ * thing, under the same name, in every command that takes it. A command
+ * names the options it takes (cli_use), optionally with its own help text
+ * or default. Older spellings are accepted as aliases for one release, with
+ * a notice on stderr. */
+typedef struct cli_optdef {
+    const char *name;    /* without the leading "--" */
+    const char *alias;   /* older spelling, still accepted; NULL if none */
+    const char *metavar; /* NULL for a flag (stores "1") */
     const char *help;
-    const char *value;
-} cli_opt;
+    const char *def;     /* default value, NULL if none */
+} cli_optdef;
+const cli_optdef *cli_optdef_find(const char *name); /* by name or alias */
 
+typedef struct cli_use {
+    const char *name;
+    const char *help; /* NULL: the shared help */
+    const char *def;  /* NULL: the shared default */
+} cli_use;
+
+#define CLI_MAX_OPTS 32
 typedef struct cli_command {
     const char *name;
     const char *usage; /* arguments after "qerr <name>" */
     const char *summary;
     const char *details; /* printed after the options by --help, may be NULL */
-    cli_opt *opts;
-    int nopts;
+    const cli_use *uses;
+    int nuses;
+    /* filled by cli_parse, indexed like uses */
+    const char *values[CLI_MAX_OPTS];
+    bool given[CLI_MAX_OPTS];
 } cli_command;
 
-/* Parse argv (after the subcommand) into cmd->opts. Returns CLI_OK, or
- * CLI_USAGE after printing a message; *help is set for -h/--help (help text
- * already printed to stdout). */
-int cli_parse(const cli_command *cmd, int argc, char **argv, bool *help);
+/* Parse argv (after the subcommand) into cmd->values (defaults first).
+ * Returns CLI_OK, or CLI_USAGE after printing a message; *help is set for
+ * -h/--help (help text already printed to stdout). */
+int cli_parse(cli_command *cmd, int argc, char **argv, bool *help);
+/* The value of an option the command takes (its default when not given). */
 const char *cli_get(const cli_command *cmd, const char *name);
+bool cli_given(const cli_command *cmd, const char *name);
 void cli_print_help(const cli_command *cmd, FILE *f);
 
 /* Integer / float option values with a range; print a usage error if bad. */
@@ -54,7 +66,7 @@ double cli_now(void); /* monotonic seconds */
 /* "1m05s", "3.2s", "850ms" */
 void cli_format_seconds(double s, char *buf, size_t cap);
 
-/* A context with threads, seed, a stderr progress bar (redrawn in place on
+/* A context with threads (also set as OpenBLAS's thread count when > 0), seed, a stderr progress bar (redrawn in place on
  * a terminal, one line per stage otherwise; none when quiet), warnings on
  * stderr and Ctrl-C turned into cancellation. */
 typedef struct cli_progress {
@@ -64,6 +76,8 @@ typedef struct cli_progress {
 } cli_progress;
 int cli_ctx_create(qerr_ctx **out, int64_t threads, uint64_t seed, cli_progress *prog,
                    bool quiet);
+/* "threads   2 for libqerr, 2 for OpenBLAS" */
+void cli_print_threads(const qerr_ctx *ctx, FILE *f);
 /* Clear the progress line (before printing results). */
 void cli_progress_done(cli_progress *prog);
 
@@ -85,11 +99,30 @@ void cli_print_qmodel_table(const qerr_qmodel *q, FILE *f);
 double cli_qmodel_bits_per_weight(const qerr_qmodel *q);
 
 /* Model-level steps shared by the subcommands; each prints its own error
- * to stderr and returns a libqerr status. */
+ * to stderr and returns a libqerr status (or NULL). */
+/* --model, which is required: NULL after saying so. */
+const char *cli_model_dir(const cli_command *cmd);
+/* The token file of option `opt` ("calib" or "eval"): its value when given,
+ * else <opt>.u32 in the model directory when the model ships one (built in
+ * buf); NULL after saying what is missing. Never another model's files. */
+const char *cli_tokens_path(const cli_command *cmd, const char *opt, const char *model_dir,
+                            char *buf, size_t cap);
+/* Tokens per calibration window: --calib-ctx, else --ctx (usage error printed). */
+bool cli_calib_window(const cli_command *cmd, int64_t *seqlen);
 int cli_load_model(const char *dir, qerr_model **out);
 int cli_load_tokens(const char *what, const char *path, uint32_t **tokens, int64_t *count);
-/* Load `dir` and replace its linear weights by the tensors of q. */
-int cli_load_quantized(const char *dir, const qerr_qmodel *q, qerr_model **out);
+/* Record in q the model (absolute path and a fingerprint of the tensors q
+ * does not replace) and the calibration file it was made from. */
+int cli_record_source(qerr_qmodel *q, const qerr_model *m, const char *model_dir,
+                      const char *calib_path);
+/* The model directory for container q: `given` when set, else the one q
+ * records; NULL after saying neither is there. */
+const char *cli_container_model(const char *cmd_name, const qerr_qmodel *q, const char *qpath,
+                                const char *given);
+/* Load `dir`, check it is the model q was made from (when q records a
+ * fingerprint), and replace its linear weights by the tensors of q. */
+int cli_load_quantized(const char *dir, const qerr_qmodel *q, const char *qpath,
+                       qerr_model **out);
 typedef struct cli_ppl_result {
     double ppl, mean_nll, seconds;
     int64_t scored, windows;

@@ -3,6 +3,7 @@
 #include "cli.h"
 
 #include <inttypes.h>
+#include <limits.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -114,7 +115,7 @@ static void run_plan(qerr_ctx *ctx, cli_progress *prog, const qerr_model *base, 
         return;
     }
     r->bpw = cli_qmodel_bits_per_weight(q);
-    r->status = cli_load_quantized(dir, q, &m);
+    r->status = cli_load_quantized(dir, q, NULL, &m);
     cli_ppl_result p = {0};
     if (r->status == QERR_OK)
         r->status = cli_perplexity(ctx, m, eval, neval, ctx_len, max_windows, &p);
@@ -178,24 +179,23 @@ static void print_table(const row *rows, int n, double float_ppl, FILE *f) {
 }
 
 int cli_cmd_compare(int argc, char **argv) {
-    cli_opt opts[] = {
-        {"model", "DIR", "model directory (config.json + model.safetensors)", CLI_DEFAULT_MODEL},
-        {"calib", "TOKENS", "calibration tokens (little-endian uint32)", CLI_DEFAULT_CALIB},
-        {"eval", "TOKENS", "evaluation tokens for perplexity", CLI_DEFAULT_EVAL},
-        {"plans", "'SPEC;SPEC;...'", "plans to compare (default: see below)", ""},
-        {"override", "'PAT=SPEC;...'", "per-tensor plans applied with every plan", ""},
-        {"gguf", "'FILE;FILE;...'", "also measure these GGUF files (libqerr's or llama.cpp's) "
-         "on the same windows", ""},
-        {"nsamples", "N", "calibration windows", "128"},
-        {"seqlen", "L", "tokens per calibration window", "256"},
-        {"seed", "S", "seed for drawing the windows and for the methods", "0"},
-        {"ctx", "N", "tokens per perplexity window", "256"},
-        {"max-windows", "N", "score at most N windows, 0 = all", "0"},
-        {"threads", "T", "worker threads, 0 = all CPUs", "0"},
-        {"quiet", NULL, "no progress bar", NULL},
+    static const cli_use uses[] = {
+        {"model", NULL, NULL},
+        {"calib", NULL, NULL},
+        {"eval", NULL, NULL},
+        {"plan", "plans to compare, separated by ';' (default: see below)", ""},
+        {"override", "per-tensor plans applied with every plan", NULL},
+        {"gguf", NULL, NULL},
+        {"nsamples", NULL, NULL},
+        {"ctx", NULL, NULL},
+        {"calib-ctx", NULL, NULL},
+        {"max-windows", NULL, NULL},
+        {"seed", NULL, NULL},
+        {"threads", NULL, NULL},
+        {"quiet", NULL, NULL},
     };
     cli_command cmd = {
-        "compare", "[--plans 'SPEC;SPEC;...'] [--model DIR] [--calib TOKENS] [--eval TOKENS] [...]",
+        "compare", "--model DIR [--plan 'SPEC;SPEC;...'] [--calib TOKENS] [--eval TOKENS] [...]",
         "Quantize a model with each plan, apply it, and tabulate bits/weight (mean over the\n"
         "quantized tensors, weighted by size), perplexity, its increase over float, and the\n"
         "quantize time.",
@@ -207,23 +207,30 @@ int cli_cmd_compare(int argc, char **argv) {
         "its defaults when it has no such keys). Plans a method does not support\n"
         "(QERR_E_UNSUPPORTED) are skipped. With only --gguf, no plan runs. A GGUF row's\n"
         "bits/w is the file size in bits over the model's parameters.\n",
-        opts, (int)(sizeof opts / sizeof opts[0])};
+        uses, (int)(sizeof uses / sizeof uses[0]), {0}, {0}};
     bool help;
     int rc = cli_parse(&cmd, argc, argv, &help);
     if (rc != CLI_OK || help) return rc;
+    const char *dir = cli_model_dir(&cmd);
+    if (!dir) return CLI_USAGE;
     int64_t nsamples, seqlen, seed, ctx_len, max_windows, threads;
     if (!cli_int("nsamples", cli_get(&cmd, "nsamples"), 1, 1 << 20, &nsamples) ||
-        !cli_int("seqlen", cli_get(&cmd, "seqlen"), 2, 1 << 20, &seqlen) ||
-        !cli_int("seed", cli_get(&cmd, "seed"), 0, INT64_MAX, &seed) ||
         !cli_int("ctx", cli_get(&cmd, "ctx"), 2, 1 << 20, &ctx_len) ||
+        !cli_calib_window(&cmd, &seqlen) ||
+        !cli_int("seed", cli_get(&cmd, "seed"), 0, INT64_MAX, &seed) ||
         !cli_int("max-windows", cli_get(&cmd, "max-windows"), 0, INT64_MAX, &max_windows) ||
         !cli_int("threads", cli_get(&cmd, "threads"), 0, 4096, &threads))
         return CLI_USAGE;
-    const char *dir = cli_get(&cmd, "model"), *overrides = cli_get(&cmd, "override");
+    const char *overrides = cli_get(&cmd, "override");
+    char calib_buf[PATH_MAX], eval_buf[PATH_MAX];
+    const char *calib_path = cli_tokens_path(&cmd, "calib", dir, calib_buf, sizeof calib_buf);
+    if (!calib_path) return CLI_USAGE;
+    const char *eval_path = cli_tokens_path(&cmd, "eval", dir, eval_buf, sizeof eval_buf);
+    if (!eval_path) return CLI_USAGE;
     plan_list plans = {{0}, 0}, files = {{0}, 0};
-    bool user_plans = *cli_get(&cmd, "plans") != '\0';
+    bool user_plans = *cli_get(&cmd, "plan") != '\0';
     parse_plans(&files, cli_get(&cmd, "gguf"));
-    if (user_plans) parse_plans(&plans, cli_get(&cmd, "plans"));
+    if (user_plans) parse_plans(&plans, cli_get(&cmd, "plan"));
     else if (files.n == 0) default_plans(&plans);
     if (plans.n + files.n == 0) {
         fprintf(stderr, "qerr compare: no plans to compare\n");
@@ -239,10 +246,9 @@ int cli_cmd_compare(int argc, char **argv) {
     int status = CLI_FAILED;
     if (!rows) goto done;
     if (cli_load_model(dir, &base) != QERR_OK ||
-        cli_load_tokens("cannot read the calibration tokens", cli_get(&cmd, "calib"), &calib,
-                        &ncalib) != QERR_OK ||
-        cli_load_tokens("cannot read the evaluation tokens", cli_get(&cmd, "eval"), &eval,
-                        &neval) != QERR_OK)
+        cli_load_tokens("cannot read the calibration tokens", calib_path, &calib, &ncalib) !=
+            QERR_OK ||
+        cli_load_tokens("cannot read the evaluation tokens", eval_path, &eval, &neval) != QERR_OK)
         goto done;
     rc = cli_ctx_create(&ctx, threads, (uint64_t)seed, &prog, cli_get(&cmd, "quiet") != NULL);
     if (rc != QERR_OK) {
@@ -255,8 +261,8 @@ int cli_cmd_compare(int argc, char **argv) {
     if (rc != QERR_OK) goto done;
     printf("model %s; calib %s (%" PRId64 " x %" PRId64 " tokens); eval %s (%" PRId64
            " windows of %" PRId64 ")\n",
-           dir, cli_get(&cmd, "calib"), nsamples, seqlen, cli_get(&cmd, "eval"), fl.windows,
-           ctx_len);
+           dir, calib_path, nsamples, seqlen, eval_path, fl.windows, ctx_len);
+    cli_print_threads(ctx, stdout);
     if (*overrides) printf("overrides %s\n", overrides);
     fflush(stdout);
     fprintf(stderr, "float: ppl %.4f\n", fl.ppl);

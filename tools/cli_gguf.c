@@ -3,19 +3,23 @@
 #include "cli.h"
 
 #include <inttypes.h>
+#include <limits.h>
 #include <string.h>
 #include <sys/stat.h>
 
 int cli_quantize_gguf(const cli_command *cmd) {
     int64_t nsamples, seqlen, seed, threads;
     if (!cli_int("nsamples", cli_get(cmd, "nsamples"), 1, 1 << 20, &nsamples) ||
-        !cli_int("seqlen", cli_get(cmd, "seqlen"), 2, 1 << 20, &seqlen) ||
+        !cli_calib_window(cmd, &seqlen) ||
         !cli_int("seed", cli_get(cmd, "seed"), 0, INT64_MAX, &seed) ||
         !cli_int("threads", cli_get(cmd, "threads"), 0, 4096, &threads))
         return CLI_USAGE;
     const char *type = cli_get(cmd, "type"), *mix = cli_get(cmd, "mix");
     const char *opts = cli_get(cmd, "ggml-opts"), *out_path = cli_get(cmd, "out");
-    const char *model_dir = cli_get(cmd, "model"), *calib_path = cli_get(cmd, "calib");
+    const char *model_dir = cli_get(cmd, "model"); /* checked by cli_cmd_quantize */
+    char calib_buf[PATH_MAX];
+    const char *calib_path = cli_tokens_path(cmd, "calib", model_dir, calib_buf, sizeof calib_buf);
+    if (!calib_path) return CLI_USAGE;
     qerr_model *m = NULL;
     uint32_t *tokens = NULL;
     int64_t count = 0;

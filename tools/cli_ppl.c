@@ -2,23 +2,24 @@
 #include "cli.h"
 
 #include <inttypes.h>
+#include <limits.h>
 
 int cli_cmd_ppl(int argc, char **argv) {
-    cli_opt opts[] = {
-        {"model", "DIR", "model directory (config.json + model.safetensors)", CLI_DEFAULT_MODEL},
-        {"quantized", "FILE.qerr", "replace the model's weights by these quantized tensors", ""},
-        {"tokens", "TOKENS", "evaluation tokens (little-endian uint32)", CLI_DEFAULT_EVAL},
-        {"ctx", "N", "tokens per window (non-overlapping; token 0 of a window is not scored)",
-         "256"},
-        {"max-windows", "N", "score at most N windows, 0 = all", "0"},
-        {"threads", "T", "worker threads, 0 = all CPUs", "0"},
-        {"quiet", NULL, "no progress bar", NULL},
+    static const cli_use uses[] = {
+        {"model", "model directory: config.json + model.safetensors (required, except with "
+                  "--quantized: then the model the container records)", NULL},
+        {"quantized", "replace the model's linear weights by these quantized tensors", NULL},
+        {"eval", NULL, NULL},
+        {"ctx", "tokens per window (non-overlapping; token 0 of a window is not scored)", NULL},
+        {"max-windows", NULL, NULL},
+        {"threads", NULL, NULL},
+        {"quiet", NULL, NULL},
     };
     cli_command cmd = {
-        "ppl", "[--model DIR] [--quantized FILE.qerr] [--tokens TOKENS] [--ctx N] [--max-windows N]",
+        "ppl", "--model DIR | --quantized FILE.qerr [--eval TOKENS] [--ctx N] [--max-windows N]",
         "Perplexity over floor(tokens / ctx) non-overlapping windows: exp of the mean negative\n"
         "log-likelihood of tokens 1..ctx-1 of each window given their prefix.",
-        NULL, opts, (int)(sizeof opts / sizeof opts[0])};
+        NULL, uses, (int)(sizeof uses / sizeof uses[0]), {0}, {0}};
     bool help;
     int rc = cli_parse(&cmd, argc, argv, &help);
     if (rc != CLI_OK || help) return rc;
@@ -27,8 +28,8 @@ int cli_cmd_ppl(int argc, char **argv) {
         !cli_int("max-windows", cli_get(&cmd, "max-windows"), 0, INT64_MAX, &max_windows) ||
         !cli_int("threads", cli_get(&cmd, "threads"), 0, 4096, &threads))
         return CLI_USAGE;
-    const char *model_dir = cli_get(&cmd, "model"), *qpath = cli_get(&cmd, "quantized");
-    const char *tok_path = cli_get(&cmd, "tokens");
+    const char *qpath = cli_get(&cmd, "quantized");
+    if (!qpath && !cli_model_dir(&cmd)) return CLI_USAGE;
 
     qerr_model *m = NULL;
     qerr_qmodel *q = NULL;
@@ -37,7 +38,8 @@ int cli_cmd_ppl(int argc, char **argv) {
     qerr_ctx *ctx = NULL;
     cli_progress prog;
     int status = CLI_FAILED;
-    if (*qpath) {
+    const char *model_dir = cli_get(&cmd, "model");
+    if (qpath) {
         if ((rc = qerr_qmodel_load(&q, qpath)) != QERR_OK) {
             cli_fail("cannot read the quantized model", rc);
             goto done;
@@ -45,25 +47,40 @@ int cli_cmd_ppl(int argc, char **argv) {
         const char *plan = qerr_qmodel_meta(q, "quantize.plan");
         printf("quantized %s: %d tensors, %.3f bits/weight%s%s\n", qpath, qerr_qmodel_count(q),
                cli_qmodel_bits_per_weight(q), plan ? ", plan " : "", plan ? plan : "");
-        if (cli_load_quantized(model_dir, q, &m) != QERR_OK) goto done;
-    } else if (cli_load_model(model_dir, &m) != QERR_OK) {
+        model_dir = cli_container_model(cmd.name, q, qpath, model_dir);
+        if (!model_dir) {
+            status = CLI_USAGE;
+            goto done;
+        }
+        printf("model     %s (%s), quantized weights applied\n", model_dir,
+               cli_given(&cmd, "model") ? "--model" : "recorded in the container");
+        if (cli_load_quantized(model_dir, q, qpath, &m) != QERR_OK) goto done;
+    } else {
+        if (cli_load_model(model_dir, &m) != QERR_OK) goto done;
+        printf("model     %s (float)\n", model_dir);
+    }
+    char buf[PATH_MAX];
+    const char *tok_path = cli_tokens_path(&cmd, "eval", model_dir, buf, sizeof buf);
+    if (!tok_path) {
+        status = CLI_USAGE;
         goto done;
     }
-    printf("model     %s%s\n", model_dir, *qpath ? " (quantized weights applied)" : " (float)");
-    if (cli_load_tokens("cannot read the tokens", tok_path, &tokens, &count) != QERR_OK) goto done;
-    fflush(stdout);
+    if (cli_load_tokens("cannot read the evaluation tokens", tok_path, &tokens, &count) != QERR_OK)
+        goto done;
     rc = cli_ctx_create(&ctx, threads, 0, &prog, cli_get(&cmd, "quiet") != NULL);
     if (rc != QERR_OK) {
         cli_fail("cannot create a context", rc);
         goto done;
     }
+    cli_print_threads(ctx, stdout);
+    fflush(stdout);
     cli_ppl_result r;
     rc = cli_perplexity(ctx, m, tokens, count, ctx_len, max_windows, &r);
     cli_progress_done(&prog);
     if (rc != QERR_OK) goto done;
     char took[32];
     cli_format_seconds(r.seconds, took, sizeof took);
-    printf("tokens    %s: %" PRId64 " tokens, %" PRId64 " windows of %" PRId64 ", %" PRId64
+    printf("eval      %s: %" PRId64 " tokens, %" PRId64 " windows of %" PRId64 ", %" PRId64
            " scored\n",
            tok_path, count, r.windows, ctx_len, r.scored);
     printf("ppl       %.6f (mean NLL %.6f nats/token) in %s\n", r.ppl, r.mean_nll, took);

@@ -3,46 +3,39 @@
 #include "cli.h"
 
 #include <inttypes.h>
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 
 int cli_cmd_quantize(int argc, char **argv) {
-    cli_opt opts[] = {
-        {"model", "DIR", "model directory (config.json + model.safetensors)", CLI_DEFAULT_MODEL},
-        {"calib", "TOKENS", "calibration tokens (little-endian uint32)", CLI_DEFAULT_CALIB},
-        {"plan", "SPEC", "plan of every linear layer (see qerr methods)",
-         "gptq:bits=4,group_size=128"},
-        {"override", "'PAT=SPEC;...'",
-         "per-tensor plans by glob over names, first match wins; SPEC may be 'float'", ""},
-        {"nsamples", "N", "calibration windows", "128"},
-        {"seqlen", "L", "tokens per calibration window", "256"},
-        {"seed", "S", "seed for drawing the windows and for the methods", "0"},
-        {"threads", "T", "worker threads, 0 = all CPUs", "0"},
-        {"format", "qerr|gguf", "what --out is: a .qerr container or a GGUF file for llama.cpp",
-         "qerr"},
-        {"type", "TYPE", "GGUF file type: F32, F16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q2_K, Q3_K_M, "
-         "Q4_K_M, Q5_K_M, Q6_K, ... (see docs/gguf.md)", "Q4_K_M"},
-        {"mix", "ftype|pure|layers", "GGUF: llama-quantize's per-tensor types, one type for all, "
-         "or the block linears only", "ftype"},
-        {"ggml-opts", "KEYS", "GGUF: extra keys of the ggml method, e.g. solver=gptq", ""},
-        {"out", "FILE", "where to write the quantized model (required)", NULL},
-        {"quiet", NULL, "no progress bar", NULL},
+    static const cli_use uses[] = {
+        {"model", NULL, NULL},       {"calib", NULL, NULL},    {"plan", NULL, NULL},
+        {"override", NULL, NULL},    {"nsamples", NULL, NULL},
+        {"ctx", "tokens per calibration window", NULL},
+        {"calib-ctx", "same as --ctx (kept for the old name --seqlen)", NULL},
+        {"seed", NULL, NULL},        {"threads", NULL, NULL},
+        {"format", NULL, NULL},      {"type", NULL, NULL},     {"mix", NULL, NULL},
+        {"ggml-opts", NULL, NULL},
+        {"out", "where to write the quantized model (required)", NULL},
+        {"quiet", NULL, NULL},
     };
     cli_command cmd = {
-        "quantize", "--out FILE.qerr [--model DIR] [--calib TOKENS] [--plan SPEC] [...]",
+        "quantize", "--model DIR --out FILE.qerr [--calib TOKENS] [--plan SPEC] [...]",
         "Calibrate and quantize every linear layer of a model in true-sequential order,\n"
         "print a table of the quantized tensors and write them to a .qerr container.",
         "example:\n"
-        "  qerr quantize --plan gptq:bits=3,group_size=128 \\\n"
+        "  qerr quantize --model DIR --plan gptq:bits=3,group_size=128 \\\n"
         "      --override 'model.layers.0.*=gptq:bits=4,group_size=128' --out w3.qerr\n"
-        "  qerr quantize --format gguf --type Q4_K_M --out model-q4_k_m.gguf\n"
+        "  qerr quantize --model DIR --format gguf --type Q4_K_M --out model-q4_k_m.gguf\n"
         "With --format gguf, --plan and --override are not used: the ggml method runs on\n"
         "each tensor's type in the file type's mix (qerr_gguf_quantize).\n",
-        opts, (int)(sizeof opts / sizeof opts[0])};
+        uses, (int)(sizeof uses / sizeof uses[0]), {0}, {0}};
     bool help;
     int rc = cli_parse(&cmd, argc, argv, &help);
     if (rc != CLI_OK || help) return rc;
+    const char *model_dir = cli_model_dir(&cmd);
+    if (!model_dir) return CLI_USAGE;
     const char *out_path = cli_get(&cmd, "out");
     if (!out_path || !*out_path) {
         fprintf(stderr, "qerr quantize: --out FILE.qerr is required (see qerr quantize --help)\n");
@@ -50,7 +43,7 @@ int cli_cmd_quantize(int argc, char **argv) {
     }
     int64_t nsamples, seqlen, seed, threads;
     if (!cli_int("nsamples", cli_get(&cmd, "nsamples"), 1, 1 << 20, &nsamples) ||
-        !cli_int("seqlen", cli_get(&cmd, "seqlen"), 2, 1 << 20, &seqlen) ||
+        !cli_calib_window(&cmd, &seqlen) ||
         !cli_int("seed", cli_get(&cmd, "seed"), 0, INT64_MAX, &seed) ||
         !cli_int("threads", cli_get(&cmd, "threads"), 0, 4096, &threads))
         return CLI_USAGE;
@@ -61,7 +54,9 @@ int cli_cmd_quantize(int argc, char **argv) {
     }
     if (strcmp(format, "gguf") == 0) return cli_quantize_gguf(&cmd);
     const char *plan = cli_get(&cmd, "plan"), *overrides = cli_get(&cmd, "override");
-    const char *model_dir = cli_get(&cmd, "model"), *calib_path = cli_get(&cmd, "calib");
+    char calib_buf[PATH_MAX];
+    const char *calib_path = cli_tokens_path(&cmd, "calib", model_dir, calib_buf, sizeof calib_buf);
+    if (!calib_path) return CLI_USAGE;
     qerr_plan *check;
     rc = qerr_plan_parse(&check, plan);
     if (rc != QERR_OK) {
@@ -87,12 +82,13 @@ int cli_cmd_quantize(int argc, char **argv) {
     printf("calib     %s: %" PRId64 " tokens, %" PRId64 " windows of %" PRId64 "\n", calib_path,
            count, nsamples, seqlen);
     printf("plan      %s%s%s\n", plan, *overrides ? "; overrides " : "", overrides);
-    fflush(stdout);
     rc = cli_ctx_create(&ctx, threads, (uint64_t)seed, &prog, cli_get(&cmd, "quiet") != NULL);
     if (rc != QERR_OK) {
         cli_fail("cannot create a context", rc);
         goto done;
     }
+    cli_print_threads(ctx, stdout);
+    fflush(stdout);
     t0 = cli_now();
     rc = qerr_model_quantize(ctx, m, plan, overrides, tokens, count, nsamples, seqlen, &q);
     double seconds = cli_now() - t0;
@@ -105,9 +101,8 @@ int cli_cmd_quantize(int argc, char **argv) {
     cli_print_qmodel_table(q, stdout);
     char secs[32];
     snprintf(secs, sizeof secs, "%.3f", seconds);
-    if ((rc = qerr_qmodel_set_meta(q, "source.model", model_dir)) != QERR_OK ||
-        (rc = qerr_qmodel_set_meta(q, "source.calib", calib_path)) != QERR_OK ||
-        (rc = qerr_qmodel_set_meta(q, "quantize.seconds", secs)) != QERR_OK ||
+    if (cli_record_source(q, m, model_dir, calib_path) != QERR_OK) goto done;
+    if ((rc = qerr_qmodel_set_meta(q, "quantize.seconds", secs)) != QERR_OK ||
         (rc = qerr_qmodel_set_meta(q, "libqerr.version", qerr_version_string())) != QERR_OK) {
         cli_fail("cannot set metadata", rc);
         goto done;

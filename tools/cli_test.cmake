@@ -1,7 +1,10 @@
-# End-to-end check of the `qerr` tool on the shipped model (run by ctest):
+# End-to-end check of the `qerr` tool (run by ctest):
 #   cmake -DQERR=<path to qerr> -DSRC=<source dir> -DOUT=<scratch dir> -P cli_test.cmake
+# It runs in the scratch directory, never in the source tree: an installed
+# `qerr` has no repository around it, so every path is given.
+file(MAKE_DIRECTORY ${OUT})
 function(run_qerr expect_rc regex)
-  execute_process(COMMAND ${QERR} ${ARGN} WORKING_DIRECTORY ${SRC}
+  execute_process(COMMAND ${QERR} ${ARGN} WORKING_DIRECTORY ${OUT}
                   RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err)
   if(NOT rc EQUAL expect_rc)
     message(FATAL_ERROR "qerr ${ARGN}: exit ${rc}, expected ${expect_rc}\n${out}\n${err}")
@@ -9,42 +12,110 @@ function(run_qerr expect_rc regex)
   if(NOT "${out}${err}" MATCHES "${regex}")
     message(FATAL_ERROR "qerr ${ARGN}: output does not match '${regex}':\n${out}\n${err}")
   endif()
-  set(last_output "${out}" PARENT_SCOPE)
+  set(last_output "${out}${err}" PARENT_SCOPE)
 endfunction()
 
 run_qerr(0 "^qerr [0-9]+\\.[0-9]+\\.[0-9]+ \\(libqerr " --version)
 run_qerr(0 "gptq: .*damp" methods)
+# defaults in their shortest form, and where each method works
+run_qerr(0 "let_lr +float +0\\.005 " methods omniquant)
+run_qerr(0 "layer-wise, or block-wise with scope=block" methods omniquant)
+run_qerr(0 "flatquant: [^\n]*\n  block-wise only" methods flatquant)
+run_qerr(0 "gptq: [^\n]*\n  layer-wise: " methods gptq)
+run_qerr(0 "group_size +int +-1 +-1, 1\\.\\." methods rtn)
 run_qerr(0 "usage: qerr quantize" quantize --help)
+run_qerr(0 "--threads T +threads for libqerr's loops and for OpenBLAS" ppl --help)
+run_qerr(0 "--eval TOKENS .*formerly --tokens" ppl --help)
 run_qerr(2 "unknown command" frobnicate)
 run_qerr(2 "unknown option '--bogus'" ppl --bogus)
-run_qerr(2 "--out FILE.qerr is required" quantize)
-run_qerr(2 "bad --plan" quantize --plan nosuch:bits=4 --out ${OUT}/never.qerr)
+# no defaults that only exist in the repository: the model is asked for
+run_qerr(2 "--model DIR is required" ppl)
+run_qerr(2 "--model DIR is required" quantize --out ${OUT}/never.qerr)
+run_qerr(2 "--model DIR is required" compare)
+run_qerr(2 "--out FILE.qerr is required" quantize --model ${SRC}/data/tiny-llama)
+run_qerr(2 "bad --plan" quantize --model ${SRC}/data/tiny-llama --plan nosuch:bits=4
+         --out ${OUT}/never.qerr)
 run_qerr(1 "cannot read the quantized model" ppl --quantized ${OUT}/absent.qerr)
 
 if(NOT EXISTS ${SRC}/data/tiny-llama/model.safetensors)
   message(STATUS "data/tiny-llama is absent: model-level checks skipped")
   return()
 endif()
+set(tiny ${SRC}/data/tiny-llama)
+# a model directory that ships no token files: the commands say what is
+# missing instead of reading another model's tokens
+set(bare ${OUT}/bare-model)
+file(REMOVE_RECURSE ${bare})
+file(MAKE_DIRECTORY ${bare})
+file(CREATE_LINK ${tiny}/config.json ${bare}/config.json SYMBOLIC)
+file(CREATE_LINK ${tiny}/model.safetensors ${bare}/model.safetensors SYMBOLIC)
+run_qerr(2 "bare-model has no eval\\.u32; give --eval" ppl --model ${bare})
+run_qerr(2 "bare-model has no calib\\.u32; give --calib" quantize --model ${bare}
+         --out ${OUT}/never.qerr)
+run_qerr(2 "has no calib\\.u32" compare --model ${bare})
+
 set(q ${OUT}/cli_test_w4.qerr)
 file(REMOVE ${q})
-run_qerr(0 "wrote .*cli_test_w4.qerr" quantize --plan gptq:bits=4,group_size=128
-         --override "model.layers.5.*=float" --nsamples 4 --seqlen 64 --quiet --out ${q})
+run_qerr(0 "wrote .*cli_test_w4.qerr" quantize --model ${tiny} --plan gptq:bits=4,group_size=128
+         --override "model.layers.5.*=float" --nsamples 4 --ctx 64 --quiet --out ${q})
 if(NOT last_output MATCHES "model.layers.0.mlp.down_proj.weight +256x768 +4.156")
   message(FATAL_ERROR "per-tensor table lacks down_proj of layer 0:\n${last_output}")
 endif()
 if(last_output MATCHES "model.layers.5.self_attn.q_proj.weight +256x256")
   message(FATAL_ERROR "the override kept layer 5 in float, yet it is listed:\n${last_output}")
 endif()
-run_qerr(0 "ppl +[0-9.]+ " ppl --max-windows 2 --quiet)
+if(NOT last_output MATCHES "calib +[^\n]*data/tiny-llama/calib\\.u32: 32768 tokens, 4 windows of 64")
+  message(FATAL_ERROR "quantize --model alone did not calibrate on the model's calib.u32:\n${last_output}")
+endif()
+# --model alone: the evaluation tokens the model ships
+run_qerr(0 "eval +[^\n]*data/tiny-llama/eval\\.u32" ppl --model ${tiny} --max-windows 2 --quiet)
 string(REGEX MATCH "ppl +([0-9.]+)" _ "${last_output}")
 set(float_ppl ${CMAKE_MATCH_1})
+# the old spelling still works, with a notice
+run_qerr(0 "--tokens is now called --eval" ppl --model ${tiny} --tokens ${tiny}/eval.u32
+         --max-windows 2 --quiet)
+# --threads bounds OpenBLAS too
+run_qerr(0 "threads +1 for libqerr, 1 for OpenBLAS" ppl --model ${tiny} --max-windows 1
+         --threads 1 --quiet)
+# the container records its model: --quantized alone is enough
 run_qerr(0 "35 tensors" ppl --quantized ${q} --max-windows 2 --quiet)
+if(NOT last_output MATCHES "model +[^\n]*tiny-llama \\(recorded in the container\\)")
+  message(FATAL_ERROR "ppl --quantized did not use the recorded model:\n${last_output}")
+endif()
 string(REGEX MATCH "ppl +([0-9.]+)" _ "${last_output}")
 set(q_ppl ${CMAKE_MATCH_1})
 if(q_ppl STREQUAL float_ppl)
   message(FATAL_ERROR "quantized perplexity equals float (${q_ppl}): weights not applied?")
 endif()
 message(STATUS "float ppl ${float_ppl}, W4 ppl ${q_ppl}")
-run_qerr(0 "float.*rtn:bits=8" compare --plans "rtn:bits=8" --max-windows 2 --nsamples 2
-         --seqlen 32 --quiet)
+run_qerr(0 "float.*rtn:bits=8" compare --model ${tiny} --plan "rtn:bits=8" --max-windows 2
+         --nsamples 2 --ctx 32 --quiet)
+run_qerr(0 "--plans is now called --plan" compare --model ${tiny} --plans "rtn:bits=8"
+         --max-windows 1 --nsamples 1 --seqlen 32 --quiet)
+
+set(data ${SRC}/../shared/data)
+if(NOT EXISTS ${data}/tinystories-656k/model.safetensors)
+  message(STATUS "SKIP: ../shared/data is absent: checks on other models skipped")
+  file(REMOVE ${q})
+  return()
+endif()
+# another model's container is refused by name, not by a shape error
+run_qerr(1 "was quantized from another model" ppl --quantized ${q}
+         --model ${data}/tinystories-656k --max-windows 1 --quiet)
+# same shapes, other values (the repository ships tiny-llama's weights
+# rounded to BF16; ../shared has the float32 original): still refused
+run_qerr(1 "was quantized from another model" ppl --quantized ${q}
+         --model ${data}/tiny-llama --max-windows 1 --quiet)
 file(REMOVE ${q})
+# --model alone uses the model's own tokens: the float perplexity of the
+# data README (tinystories-656k, eval.u32, ctx 256: 41.774039)
+run_qerr(0 "ppl +41\\.77[34]" ppl --model ${data}/tinystories-656k --ctx 256 --quiet)
+# tied embeddings counted once: 656K parameters, not 0.92M
+set(q2 ${OUT}/cli_test_656k.qerr)
+run_qerr(0 "0\\.66M parameters" quantize --model ${data}/tinystories-656k --plan rtn:bits=8
+         --nsamples 2 --ctx 32 --quiet --out ${q2})
+# ragged groups are applied with a visible notice
+run_qerr(0 "warning: [^\n]*down_proj[^\n]*group_size=128 does not divide its 172 columns"
+         quantize --model ${data}/stories260k --plan rtn:bits=4,group_size=128 --nsamples 2
+         --ctx 32 --quiet --out ${q2})
+file(REMOVE ${q2})

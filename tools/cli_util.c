@@ -13,30 +13,57 @@
 
 /* ---- options ------------------------------------------------------------- */
 
-static cli_opt *find_opt(const cli_command *cmd, const char *name, size_t len) {
-    for (int i = 0; i < cmd->nopts; i++)
-        if (strlen(cmd->opts[i].name) == len && strncmp(cmd->opts[i].name, name, len) == 0)
-            return &cmd->opts[i];
-    return NULL;
+/* Index in cmd->uses of the option spelled `name` (len bytes), by its name
+ * or its older alias; -1 if the command does not take it. */
+static int find_use(const cli_command *cmd, const char *name, size_t len, bool *alias) {
+    char key[64];
+    if (len >= sizeof key) return -1;
+    memcpy(key, name, len);
+    key[len] = '\0';
+    const cli_optdef *d = cli_optdef_find(key);
+    if (!d) return -1;
+    for (int i = 0; i < cmd->nuses; i++)
+        if (strcmp(cmd->uses[i].name, d->name) == 0) {
+            if (alias) *alias = strcmp(d->name, key) != 0;
+            return i;
+        }
+    return -1;
+}
+
+static const char *use_default(const cli_use *u, const cli_optdef *d) {
+    return u->def ? u->def : d ? d->def : NULL;
 }
 
 void cli_print_help(const cli_command *cmd, FILE *f) {
-    fprintf(f, "usage: qerr %s %s\n\n%s\n\noptions:\n", cmd->name, cmd->usage, cmd->summary);
-    for (int i = 0; i < cmd->nopts; i++) {
-        const cli_opt *o = &cmd->opts[i];
+    fprintf(f, "usage: qerr %s %s\n\n%s\n", cmd->name, cmd->usage, cmd->summary);
+    if (cmd->nuses) fprintf(f, "\noptions:\n");
+    for (int i = 0; i < cmd->nuses; i++) {
+        const cli_use *u = &cmd->uses[i];
+        const cli_optdef *d = cli_optdef_find(u->name);
+        if (!d) continue;
         char left[64];
-        snprintf(left, sizeof left, "--%s%s%s", o->name, o->metavar ? " " : "",
-                 o->metavar ? o->metavar : "");
-        fprintf(f, "  %-26s %s", left, o->help);
-        if (o->metavar && o->value && *o->value) fprintf(f, " [default: %s]", o->value);
+        snprintf(left, sizeof left, "--%s%s%s", d->name, d->metavar ? " " : "",
+                 d->metavar ? d->metavar : "");
+        fprintf(f, "  %-26s %s", left, u->help ? u->help : d->help);
+        const char *def = use_default(u, d);
+        if (d->metavar && def && *def) fprintf(f, " [default: %s]", def);
+        if (d->alias) fprintf(f, " (formerly --%s)", d->alias);
         fputc('\n', f);
     }
     fprintf(f, "  %-26s %s\n", "-h, --help", "show this help and exit");
     if (cmd->details) fprintf(f, "\n%s", cmd->details);
 }
 
-int cli_parse(const cli_command *cmd, int argc, char **argv, bool *help) {
+int cli_parse(cli_command *cmd, int argc, char **argv, bool *help) {
     *help = false;
+    if (cmd->nuses > CLI_MAX_OPTS) {
+        fprintf(stderr, "qerr %s: too many options (CLI_MAX_OPTS)\n", cmd->name);
+        return CLI_FAILED;
+    }
+    for (int i = 0; i < cmd->nuses; i++) {
+        cmd->values[i] = use_default(&cmd->uses[i], cli_optdef_find(cmd->uses[i].name));
+        cmd->given[i] = false;
+    }
     for (int i = 0; i < argc; i++) {
         const char *a = argv[i];
         if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
@@ -51,33 +78,44 @@ int cli_parse(const cli_command *cmd, int argc, char **argv, bool *help) {
         }
         const char *name = a + 2, *eq = strchr(name, '=');
         size_t len = eq ? (size_t)(eq - name) : strlen(name);
-        cli_opt *o = find_opt(cmd, name, len);
-        if (!o) {
+        bool alias = false;
+        int k = find_use(cmd, name, len, &alias);
+        if (k < 0) {
             fprintf(stderr, "qerr %s: unknown option '--%.*s' (see qerr %s --help)\n", cmd->name,
                     (int)len, name, cmd->name);
             return CLI_USAGE;
         }
-        if (!o->metavar) {
+        const cli_optdef *d = cli_optdef_find(cmd->uses[k].name);
+        if (alias)
+            fprintf(stderr, "qerr %s: note: --%.*s is now called --%s (the old name goes away "
+                    "in the next release)\n", cmd->name, (int)len, name, d->name);
+        if (!d->metavar) {
             if (eq) {
-                fprintf(stderr, "qerr %s: --%s takes no value\n", cmd->name, o->name);
+                fprintf(stderr, "qerr %s: --%s takes no value\n", cmd->name, d->name);
                 return CLI_USAGE;
             }
-            o->value = "1";
+            cmd->values[k] = "1";
         } else if (eq) {
-            o->value = eq + 1;
+            cmd->values[k] = eq + 1;
         } else if (i + 1 < argc) {
-            o->value = argv[++i];
+            cmd->values[k] = argv[++i];
         } else {
-            fprintf(stderr, "qerr %s: --%s needs a value (%s)\n", cmd->name, o->name, o->metavar);
+            fprintf(stderr, "qerr %s: --%s needs a value (%s)\n", cmd->name, d->name, d->metavar);
             return CLI_USAGE;
         }
+        cmd->given[k] = true;
     }
     return CLI_OK;
 }
 
 const char *cli_get(const cli_command *cmd, const char *name) {
-    const cli_opt *o = find_opt(cmd, name, strlen(name));
-    return o ? o->value : NULL;
+    int k = find_use(cmd, name, strlen(name), NULL);
+    return k >= 0 ? cmd->values[k] : NULL;
+}
+
+bool cli_given(const cli_command *cmd, const char *name) {
+    int k = find_use(cmd, name, strlen(name), NULL);
+    return k >= 0 && cmd->given[k];
 }
 
 bool cli_int(const char *opt, const char *text, int64_t lo, int64_t hi, int64_t *out) {
@@ -183,6 +221,19 @@ static void on_log(void *user, int level, const char *message) {
     fprintf(stderr, "qerr: %s: %s\n", level <= QERR_LOG_ERROR ? "error" : "warning", message);
 }
 
+/* OpenBLAS's own thread pool (declared here: which cblas.h the system
+ * installs varies). libqerr leaves process-wide BLAS settings alone; the
+ * tool owns its process, so --threads bounds both. */
+void openblas_set_num_threads(int num_threads);
+int openblas_get_num_threads(void);
+
+void cli_print_threads(const qerr_ctx *ctx, FILE *f) {
+    int t = qerr_ctx_threads(ctx);
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    fprintf(f, "threads   %d for libqerr, %d for OpenBLAS\n", t > 0 ? t : (int)(cpus > 0 ? cpus : 1),
+            openblas_get_num_threads());
+}
+
 int cli_ctx_create(qerr_ctx **out, int64_t threads, uint64_t seed, cli_progress *prog,
                    bool quiet) {
     memset(prog, 0, sizeof *prog);
@@ -196,6 +247,7 @@ int cli_ctx_create(qerr_ctx **out, int64_t threads, uint64_t seed, cli_progress 
     sigaction(SIGINT, &sa, NULL);
     int rc = qerr_ctx_create(out);
     if (rc == QERR_OK) rc = qerr_ctx_set_threads(*out, (int)threads);
+    if (rc == QERR_OK && threads > 0) openblas_set_num_threads((int)threads);
     if (rc == QERR_OK) rc = qerr_ctx_set_seed(*out, seed);
     if (rc == QERR_OK) rc = qerr_ctx_set_progress(*out, on_progress, prog);
     if (rc == QERR_OK) rc = qerr_ctx_set_log(*out, on_log, prog, QERR_LOG_WARN);

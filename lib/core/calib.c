@@ -206,24 +206,38 @@ int qerr_calib_from_gram(qerr_calib **out, const double *gram, int64_t n, int64_
                           (long long)(bad / n), (long long)(bad % n));
     }
     for (int64_t i = 0; i < n; i++)
-        for (int64_t j = 0; j < n; j++) {
-            double a = gram[i * n + j], b = gram[j * n + i];
-            double tol = 1e-6 * (fabs(a) + fabs(b)) + 1e-300;
-            if (fabs(a - b) > tol) {
-                qerr_calib_free(c);
-                return qerr__fail(QERR_E_INVALID_ARG,
-                                  "qerr_calib_from_gram: H is not symmetric (H[%lld][%lld]=%g, "
-                                  "H[%lld][%lld]=%g)",
-                                  (long long)i, (long long)j, a, (long long)j, (long long)i, b);
-            }
-            c->gram[i * n + j] = 0.5 * (a + b);
-        }
-    for (int64_t i = 0; i < n; i++)
         if (gram[i * n + i] < 0) {
             qerr_calib_free(c);
             return qerr__fail(QERR_E_NOT_PD, "qerr_calib_from_gram: H[%lld][%lld]=%g is negative",
                               (long long)i, (long long)i, gram[i * n + i]);
         }
+    /* A Gram matrix summed in float32 (X.T @ X on a GPU, a BLAS GEMM) is
+     * symmetric only up to the rounding of each sum, whose order differs
+     * between H[i][j] and H[j][i]. That rounding is bounded relative to
+     * sqrt(H[i][i] H[j][j]) (Cauchy-Schwarz bounds the sum of |x_i x_j|), not
+     * relative to H[i][j], which cancellation can make small: such a matrix
+     * is accepted and symmetrized; a difference beyond rounding is not a
+     * Gram matrix. */
+    const double rel_tol = 1e-3;
+    for (int64_t i = 0; i < n; i++) {
+        c->gram[i * n + i] = gram[i * n + i];
+        for (int64_t j = i + 1; j < n; j++) {
+            double a = gram[i * n + j], b = gram[j * n + i];
+            double scale = sqrt(gram[i * n + i] * gram[j * n + j]);
+            double tol = rel_tol * scale + 1e-12 * (fabs(a) + fabs(b)) + 1e-300;
+            if (fabs(a - b) > tol) {
+                qerr_calib_free(c);
+                return qerr__fail(QERR_E_INVALID_ARG,
+                                  "qerr_calib_from_gram: H is not symmetric (H[%lld][%lld]=%.9g, "
+                                  "H[%lld][%lld]=%.9g differ by %.3g, more than float rounding: "
+                                  "%.3g x sqrt(H[%lld][%lld] H[%lld][%lld]))",
+                                  (long long)i, (long long)j, a, (long long)j, (long long)i, b,
+                                  fabs(a - b), rel_tol, (long long)i, (long long)i,
+                                  (long long)j, (long long)j);
+            }
+            c->gram[i * n + j] = c->gram[j * n + i] = 0.5 * (a + b);
+        }
+    }
     c->nsamples = nsamples;
     *out = c;
     return QERR_OK;

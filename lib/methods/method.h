@@ -62,6 +62,9 @@ typedef struct qerr_method {
      * of a method with quantize_block is). For methods with both scopes,
      * e.g. a "scope" key. */
     bool (*block_scope)(const qerr_plan *plan);
+    /* The `quantize` slot only refuses (QERR_E_UNSUPPORTED): the method needs
+     * whole decoder blocks. Reported by qerr_method_scopes. */
+    bool block_only;
 } qerr_method;
 
 /* The block slot of "omniquant" and "cqe" (omniquant_block_slot.c): a plan

@@ -62,6 +62,10 @@ static int store(qerr_plan *p, const char *fn, const qerr_param_def *d, int idx,
                    d->key, v);
     QERR_CHECK(v >= d->lo && v <= d->hi, QERR_E_RANGE, "%s: %s=%g is outside %g..%g", fn, d->key,
                v, d->lo, d->hi);
+    /* group_size's range -1..max has a hole: -1 means one group per row */
+    QERR_CHECK(!(v == 0 && strcmp(d->key, "group_size") == 0), QERR_E_RANGE,
+               "%s: group_size=0 is not a group size (-1 = one group per row, or 1..%g)", fn,
+               d->hi);
     p->values[idx] = v;
     return QERR_OK;
 }
@@ -158,9 +162,18 @@ int qerr_plan_get_double(const qerr_plan *p, const char *key, double *value) {
     return QERR_OK;
 }
 
+/* The shortest text that reads back as exactly v ("0.005", not
+ * "0.0050000000000000001"): %.17g always round-trips, fewer digits often do. */
+static void format_double(double v, char *buf, size_t cap) {
+    for (int digits = 1; digits <= 17; digits++) {
+        snprintf(buf, cap, "%.*g", digits, v);
+        if (strtod(buf, NULL) == v) return;
+    }
+}
+
 static void format_value(const qerr_param_def *d, double v, char *buf, size_t cap) {
     if (d->type == QERR_PARAM_CHOICE) choice_word(d->choices, (int)v, buf, cap);
-    else if (d->type == QERR_PARAM_DOUBLE) snprintf(buf, cap, "%.17g", v);
+    else if (d->type == QERR_PARAM_DOUBLE) format_double(v, buf, cap);
     else snprintf(buf, cap, "%lld", (long long)v);
 }
 

@@ -76,7 +76,8 @@ static int ragged_plan(const pipeline *p, const qerr_plan *plan, const char *nam
         *out = NULL;
         return rc;
     }
-    qerr__log(p->ctx, QERR_LOG_INFO,
+    /* a warning, not info: the grid differs from the one asked for */
+    qerr__log(p->ctx, QERR_LOG_WARN,
               "%s: group_size=%lld does not divide its %lld columns; using ragged_groups=1 "
               "(last group shorter)",
               name, (long long)g, (long long)cols);

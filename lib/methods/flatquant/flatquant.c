@@ -244,4 +244,5 @@ const qerr_method qerr__flatquant_method = {
     .needs_calib = true,
     .quantize = flatquant_layer,
     .quantize_block = flatquant_block,
+    .block_only = true,
 };
