@@ -68,6 +68,7 @@ _SIGNATURES = {
     "qerr_method_name": (c_char_p, [c_int]),
     "qerr_method_summary": (c_char_p, [c_char_p]),
     "qerr_method_param_count": (S, [c_char_p]),
+    "qerr_method_scopes": (S, [c_char_p]),
     "qerr_method_param_info": (S, [c_char_p, c_int, POINTER(c_char_p), POINTER(c_int),
                                    POINTER(c_char_p), POINTER(c_double), POINTER(c_double),
                                    POINTER(c_char_p), POINTER(c_char_p)]),

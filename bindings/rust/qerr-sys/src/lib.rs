@@ -47,6 +47,8 @@ pub const QERR_E_NOT_FOUND: c_int = -16;
 pub const QERR_E_NUMERIC: c_int = -17;
 
 // ---- log levels, dtypes, parameter types -----------------------------------
+pub const QERR_SCOPE_LAYER: c_int = 1;
+pub const QERR_SCOPE_BLOCK: c_int = 2;
 pub const QERR_LOG_ERROR: c_int = 1;
 pub const QERR_LOG_WARN: c_int = 2;
 pub const QERR_LOG_INFO: c_int = 3;
@@ -127,6 +129,7 @@ extern "C" {
     pub fn qerr_method_name(index: c_int) -> *const c_char;
     pub fn qerr_method_summary(method: *const c_char) -> *const c_char;
     pub fn qerr_method_param_count(method: *const c_char) -> c_int;
+    pub fn qerr_method_scopes(method: *const c_char) -> c_int;
     pub fn qerr_method_param_info(method: *const c_char, index: c_int, key: *mut *const c_char,
                                   type_: *mut c_int, default_value: *mut *const c_char,
                                   min: *mut c_double, max: *mut c_double,

@@ -64,6 +64,7 @@ fn every_function_resolves() {
         qerr_calib_save as *const (), qerr_calib_load as *const (),
         qerr_method_count as *const (), qerr_method_name as *const (),
         qerr_method_summary as *const (), qerr_method_param_count as *const (),
+        qerr_method_scopes as *const (),
         qerr_method_param_info as *const (), qerr_plan_create as *const (),
         qerr_plan_parse as *const (), qerr_plan_clone as *const (),
         qerr_plan_free as *const (), qerr_plan_method as *const (),
