@@ -4,7 +4,7 @@
 set -euo pipefail
 
 pkgs=(build-essential cmake pkg-config libopenblas-dev liblapacke-dev zlib1g-dev libcmocka-dev
-      python3 python3-numpy python3-pytest)
+      python3 python3-numpy python3-pytest python3-venv)
 # Rust bindings: use an existing toolchain if there is one, else Debian's.
 if ! command -v cargo >/dev/null 2>&1 && [ ! -x "$HOME/.cargo/bin/cargo" ]; then
   pkgs+=(cargo)

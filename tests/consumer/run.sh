@@ -67,7 +67,7 @@ QERR_LIBRARY="$libdir/libqerr.so.0" PYTHONPATH="$root/bindings/python" \
 if "$PY" -m pip --version >/dev/null 2>&1; then
   step "Python package installed with pip (offline), library found through pkg-config"
   "$PY" -m pip install -q --no-build-isolation --no-index --no-deps --target "$tmp/py" \
-    "$root/bindings/python" >"$tmp/pip.log" 2>&1 || { cat "$tmp/pip.log"; exit 1; }
+    --config-settings bundle=no "$root/bindings/python" >"$tmp/pip.log" 2>&1 || { cat "$tmp/pip.log"; exit 1; }
   (cd "$tmp" && PYTHONPATH="$tmp/py" "$PY" -c "
 import qerr, sys
 assert qerr.__file__.startswith('$tmp/py'), qerr.__file__

@@ -1,8 +1,11 @@
 """Methods, plans, calibration sets, quantization results."""
+from __future__ import annotations
+
 import collections
 import ctypes
 import os
 import weakref
+from typing import Any, Dict, List, Optional, Tuple, Union
 from ctypes import byref, c_char_p, c_double, c_int, c_int64, c_void_p
 
 import numpy as np
@@ -10,6 +13,7 @@ import numpy as np
 from ._arrays import Tensor, out_ptr
 from ._errors import E_INVALID_ARG, QerrError
 from ._ffi import LOG_FN, PROGRESS_FN, lib
+from ._types import ArrayLike, LogFn, PathLike, ProgressFn
 
 _TYPE_NAMES = {1: "int", 2: "double", 3: "bool", 4: "choice"}
 
@@ -30,14 +34,14 @@ class _Handle:
     """Owns one libqerr handle; frees it on close(), `with` exit or collection.
     A borrowed handle (owner given) keeps its owner alive and frees nothing."""
 
-    _free_fn = None
+    _free_name = ""  # the qerr_*_free function of this kind of handle
     _kind = "handle"
 
     def _adopt(self, handle, owner=None):
         self._handle = c_void_p(handle.value if isinstance(handle, c_void_p) else handle)
         self._owner = owner
         if owner is None:
-            self._finalizer = weakref.finalize(self, self._free_fn, self._handle)
+            self._finalizer = weakref.finalize(self, getattr(lib, self._free_name), self._handle)
         else:
             self._finalizer = None
         return self
@@ -59,7 +63,7 @@ class _Handle:
         self._handle = None
         return h
 
-    def close(self):
+    def close(self) -> None:
         """Free the C object now (idempotent)."""
         if getattr(self, "_finalizer", None) is not None:
             self._finalizer()
@@ -67,7 +71,7 @@ class _Handle:
         self._owner = None
 
     @property
-    def closed(self):
+    def closed(self) -> bool:
         h = getattr(self, "_handle", None)
         return h is None or not h.value
 
@@ -79,22 +83,34 @@ class _Handle:
 
 
 # ---- version and methods -----------------------------------------------------
-def version():
+def version() -> str:
     """Version string of the loaded library, e.g. '0.1.0'."""
     return _s(lib.qerr_version_string())
 
 
-def methods():
+def methods() -> List[str]:
     """Names of the quantization methods compiled into the library."""
     return [_s(lib.qerr_method_name(i)) for i in range(lib.qerr_method_count())]
 
 
-def method_summary(name):
+def method_summary(name: str) -> str:
     """One-line description of a method."""
     text = lib.qerr_method_summary(_b(name))
     if text is None:
         lib.qerr_method_param_count(_b(name))  # raises E_UNKNOWN_METHOD
     return _s(text)
+
+
+SCOPE_LAYER = 1
+SCOPE_BLOCK = 2
+
+
+def method_scopes(name: str) -> List[str]:
+    """Where a method works: ["layer"] (one weight with quantize(), or each
+    layer of a model), ["block"] (whole decoder blocks of a model only:
+    quantize() refuses a single weight), or both (chosen by the key scope)."""
+    bits = lib.qerr_method_scopes(_b(name))
+    return [w for b, w in ((SCOPE_LAYER, "layer"), (SCOPE_BLOCK, "block")) if bits & b]
 
 
 def _typed(kind, text):
@@ -107,7 +123,7 @@ def _typed(kind, text):
     return text
 
 
-def method_params(name):
+def method_params(name: str) -> List[Dict[str, Any]]:
     """Parameters of a method: a list of dicts with key, type ('int',
     'double', 'bool' or 'choice'), default (typed), min, max, choices (list
     of words, empty unless a choice) and help."""
@@ -131,17 +147,17 @@ class Plan(_Handle):
     'gptq:bits=4,group_size=128' (or just 'gptq'); keyword arguments
     override keys of the spec."""
 
-    _free_fn = lib.qerr_plan_free
+    _free_name = "qerr_plan_free"
     _kind = "plan"
 
-    def __init__(self, spec="rtn", **params):
+    def __init__(self, spec: str = "rtn", **params: Any) -> None:
         h = c_void_p()
         lib.qerr_plan_parse(byref(h), _b(spec))
         self._adopt(h)
         for key, value in params.items():
             self.set(key, value)
 
-    def set(self, key, value):
+    def set(self, key: str, value: Any) -> "Plan":
         """Set one key: bool, int, float or a word (choice parameters)."""
         if isinstance(value, bool):
             lib.qerr_plan_set(self._h, _b(key), b"1" if value else b"0")
@@ -153,7 +169,7 @@ class Plan(_Handle):
             lib.qerr_plan_set(self._h, _b(key), _b(str(value)))
         return self
 
-    def get(self, key):
+    def get(self, key: str) -> Any:
         """Value of `key`, typed as the method's table says."""
         kinds = {p["key"]: p["type"] for p in method_params(self.method)}
         buf = ctypes.create_string_buffer(128)
@@ -161,14 +177,14 @@ class Plan(_Handle):
         return _typed(kinds.get(key, "choice"), _s(buf.value))
 
     @property
-    def method(self):
+    def method(self) -> str:
         return _s(lib.qerr_plan_method(self._h))
 
-    def params(self):
+    def params(self) -> Dict[str, Any]:
         """Every key and its value, in table order."""
         return {p["key"]: self.get(p["key"]) for p in method_params(self.method)}
 
-    def copy(self):
+    def copy(self) -> "Plan":
         h = c_void_p()
         lib.qerr_plan_clone(self._h, byref(h))
         return Plan.__new__(Plan)._adopt(h)
@@ -203,10 +219,11 @@ class _Context(_Handle):
     """A qerr_ctx for one call: threads, seed and Python callbacks. An
     exception raised in a callback cancels the call and is re-raised."""
 
-    _free_fn = lib.qerr_ctx_free
+    _free_name = "qerr_ctx_free"
     _kind = "context"
 
-    def __init__(self, threads=None, seed=0, progress=None, log=None, log_level=2):
+    def __init__(self, threads=None, seed=0, progress=None, log=None, log_level=2,
+                 pipeline=False):
         h = c_void_p()
         lib.qerr_ctx_create(byref(h))
         self._adopt(h)
@@ -216,9 +233,22 @@ class _Context(_Handle):
         lib.qerr_ctx_set_seed(self._h, int(seed) & 0xFFFFFFFFFFFFFFFF)
         self._progress_cb = self._log_cb = None
         if progress is not None:
+            # The library reports two kinds of fraction: a pipeline's over the
+            # whole model ("layer 3/6 mlp.down_proj") and, inside it, each
+            # method's over its current weight ("gptq"). The callback gets
+            # one fraction, the whole call's, never decreasing: in a pipeline
+            # a method's stage keeps the pipeline's fraction.
+            state = {"fraction": 0.0}
+            names = set(methods()) if pipeline else set()
+
             def on_progress(user, stage, fraction):
                 try:
-                    return 1 if progress(_s(stage), fraction) else 0
+                    text = _s(stage) or ""
+                    if pipeline and text.split(" ", 1)[0] in names:
+                        fraction = state["fraction"]
+                    fraction = max(state["fraction"], min(1.0, float(fraction)))
+                    state["fraction"] = fraction
+                    return 1 if progress(text, fraction) else 0
                 except BaseException as e:  # noqa: B902 - re-raised after the call
                     self.error = e
                     return 1
@@ -254,10 +284,10 @@ class Calibration(_Handle):
     """Statistics of one linear layer's inputs: H = sum of x^T x over rows
     (float64, in_features x in_features) and the number of rows."""
 
-    _free_fn = lib.qerr_calib_free
+    _free_name = "qerr_calib_free"
     _kind = "calibration set"
 
-    def __init__(self, in_features, reservoir=0, seed=0):
+    def __init__(self, in_features: int, reservoir: int = 0, seed: int = 0) -> None:
         h = c_void_p()
         lib.qerr_calib_create(byref(h), int(in_features))
         self._adopt(h)
@@ -265,7 +295,7 @@ class Calibration(_Handle):
             lib.qerr_calib_set_reservoir(self._h, int(reservoir), int(seed))
 
     @classmethod
-    def from_gram(cls, H, nsamples):
+    def from_gram(cls, H: ArrayLike, nsamples: int) -> "Calibration":
         """A set from a symmetric Gram matrix H (n x n) that summed `nsamples` rows."""
         g = np.ascontiguousarray(H, dtype=np.float64)
         if g.ndim != 2 or g.shape[0] != g.shape[1]:
@@ -277,15 +307,15 @@ class Calibration(_Handle):
         return cls.__new__(cls)._adopt(h)
 
     @classmethod
-    def load(cls, path):
+    def load(cls, path: PathLike) -> "Calibration":
         h = c_void_p()
         lib.qerr_calib_load(byref(h), _path(path))
         return cls.__new__(cls)._adopt(h)
 
-    def save(self, path):
+    def save(self, path: PathLike) -> None:
         lib.qerr_calib_save(self._h, _path(path))
 
-    def add(self, X, dtype=None):
+    def add(self, X: ArrayLike, dtype: Any = None) -> "Calibration":
         """Accumulate activation rows X [rows, in_features] (float32, float16,
         bfloat16 as uint16 with dtype=DTYPE_BF16; others are converted)."""
         a = np.asarray(X)
@@ -295,27 +325,27 @@ class Calibration(_Handle):
             lib.qerr_calib_add(self._h, t.handle)
         return self
 
-    def merge(self, other):
+    def merge(self, other: "Calibration") -> "Calibration":
         """self += other (Gram matrices, sample counts, reservoirs)."""
         lib.qerr_calib_merge(self._h, other._h)
         return self
 
     @property
-    def in_features(self):
+    def in_features(self) -> int:
         return lib.qerr_calib_in_features(self._h)
 
     @property
-    def nsamples(self):
+    def nsamples(self) -> int:
         return lib.qerr_calib_nsamples(self._h)
 
-    def gram(self):
+    def gram(self) -> np.ndarray:
         """A copy of H (float64, n x n)."""
         n = self.in_features
         out = np.empty((n, n), dtype=np.float64)
         lib.qerr_calib_gram(self._h, out.ctypes.data_as(ctypes.POINTER(c_double)), n)
         return out
 
-    def reservoir(self):
+    def reservoir(self) -> np.ndarray:
         """A copy of the rows kept in the reservoir (float32, [k, n])."""
         rows, k = ctypes.POINTER(ctypes.c_float)(), c_int64()
         lib.qerr_calib_reservoir(self._h, byref(rows), byref(k))
@@ -338,38 +368,38 @@ class Result(_Handle):
     """A quantized weight: codes, grid (scales, zeros, g_idx), outliers,
     side tensors and diagnostics. Every array property returns a fresh copy."""
 
-    _free_fn = lib.qerr_result_free
+    _free_name = "qerr_result_free"
     _kind = "result"
 
     def __init__(self):
         raise TypeError("results come from qerr.quantize() or a QModel")
 
     @property
-    def rows(self):
+    def rows(self) -> int:
         return lib.qerr_result_rows(self._h)
 
     @property
-    def cols(self):
+    def cols(self) -> int:
         return lib.qerr_result_cols(self._h)
 
     @property
-    def shape(self):
+    def shape(self) -> Tuple[int, int]:
         return (self.rows, self.cols)
 
     @property
-    def bits(self):
+    def bits(self) -> int:
         return lib.qerr_result_bits(self._h)
 
     @property
-    def group_size(self):
+    def group_size(self) -> int:
         return lib.qerr_result_group_size(self._h)
 
     @property
-    def groups(self):
+    def groups(self) -> int:
         return lib.qerr_result_groups(self._h)
 
     @property
-    def plan(self):
+    def plan(self) -> str:
         """Canonical spec of the plan that made this result."""
         return _s(lib.qerr_result_plan(self._h))
 
@@ -379,12 +409,12 @@ class Result(_Handle):
         return out
 
     @property
-    def codes(self):
+    def codes(self) -> np.ndarray:
         """Integer codes, one uint8 per weight, [rows, cols]."""
         return self._fill(lib.qerr_result_codes, self.shape, np.uint8)
 
     @property
-    def packed(self):
+    def packed(self) -> np.ndarray:
         """Bit-packed codes (LSB first, rows start on a byte), [rows, bytes per row]."""
         n = lib.qerr_result_packed_size(self._h)
         out = np.empty((self.rows, n // max(self.rows, 1)), dtype=np.uint8)
@@ -392,20 +422,20 @@ class Result(_Handle):
         return out
 
     @property
-    def scales(self):
+    def scales(self) -> np.ndarray:
         return self._fill(lib.qerr_result_scales, (self.rows, self.groups), np.float32)
 
     @property
-    def zeros(self):
+    def zeros(self) -> np.ndarray:
         return self._fill(lib.qerr_result_zeros, (self.rows, self.groups), np.int32)
 
     @property
-    def g_idx(self):
+    def g_idx(self) -> np.ndarray:
         """Group of each input column, [cols]."""
         return self._fill(lib.qerr_result_g_idx, (self.cols,), np.int32)
 
     @property
-    def outliers(self):
+    def outliers(self) -> Outliers:
         """Sparse full-precision part as Outliers(rows, cols, values), COO."""
         n = lib.qerr_result_outlier_count(self._h)
         r = np.empty(n, np.int32)
@@ -415,7 +445,7 @@ class Result(_Handle):
         return Outliers(r, c, v)
 
     @property
-    def extras(self):
+    def extras(self) -> Dict[str, np.ndarray]:
         """Learned side tensors by name (float32 copies)."""
         out = {}
         for i in range(lib.qerr_result_extra_count(self._h)):
@@ -430,16 +460,16 @@ class Result(_Handle):
             out[_s(name.value)] = arr.reshape(dims)
         return out
 
-    def dequantize(self):
+    def dequantize(self) -> np.ndarray:
         """The quantized weight as float32 [rows, cols] (grid and outliers)."""
         return self._fill(lib.qerr_result_dequantize, self.shape, np.float32)
 
     @property
-    def bits_per_weight(self):
+    def bits_per_weight(self) -> float:
         return lib.qerr_result_bits_per_weight(self._h)
 
     @property
-    def diagnostics(self):
+    def diagnostics(self) -> Dict[str, float]:
         """Every diagnostic by name ('layer_error', 'damp', 'seconds', ...)."""
         out = {}
         for i in range(lib.qerr_result_diag_count(self._h)):
@@ -448,7 +478,7 @@ class Result(_Handle):
             out[_s(name.value)] = value.value
         return out
 
-    def diag(self, name):
+    def diag(self, name: str) -> float:
         """One diagnostic (QerrError E_NOT_FOUND when absent)."""
         value = c_double()
         lib.qerr_result_diag(self._h, _b(name), byref(value))
@@ -465,8 +495,10 @@ def _result(handle, owner=None):
     return Result.__new__(Result)._adopt(handle, owner)
 
 
-def quantize(weight, calib=None, plan="rtn", threads=None, seed=0, progress=None, log=None,
-             dtype=None, **params):
+def quantize(weight: ArrayLike, calib: Optional[Calibration] = None,
+             plan: Union[str, Plan] = "rtn", threads: Optional[int] = None, seed: int = 0,
+             progress: Optional[ProgressFn] = None, log: Optional[LogFn] = None,
+             dtype: Any = None, **params: Any) -> Result:
     """Quantize `weight` [out, in] with `plan` (a spec string or a Plan;
     keyword arguments override its keys). `calib` is a Calibration, or None
     for methods that need none (rtn). progress(stage, fraction) may return
@@ -488,7 +520,7 @@ def quantize(weight, calib=None, plan="rtn", threads=None, seed=0, progress=None
             p.close()
 
 
-def layer_error(weight, dequantized, calib):
+def layer_error(weight: ArrayLike, dequantized: ArrayLike, calib: Calibration) -> float:
     """tr((W - Wq) H (W - Wq)^T) / tr(W H W^T) for the set's H."""
     out = c_double()
     with Tensor(weight, ndim=2, what="weight") as w, \

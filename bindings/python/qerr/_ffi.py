@@ -1,11 +1,16 @@
-"""ctypes declarations of every function in qerr.h and qerr/model.h.
+"""ctypes declarations of every function in qerr.h and qerr/model.h, and
+the library itself, opened on first use.
 
 Every signature is declared (ctypes' default int restype would truncate
 pointers). Functions returning a status get an errcheck that raises
 QerrError. Model-level functions may be absent from an older or partial
 build: they are then left out of `lib` and `missing` names them.
 """
+from __future__ import annotations
+
 import ctypes
+import threading
+from typing import Any, Dict, List, Optional
 from ctypes import (POINTER, c_char_p, c_double, c_int, c_int64, c_size_t,
                     c_uint, c_uint32, c_uint64, c_void_p)
 
@@ -150,7 +155,7 @@ class _Lib:
     """Namespace holding the declared foreign functions."""
 
 
-def _declare(cdll):
+def _declare(cdll, path):
     lib = _Lib()
     missing = []
     for name, (restype, argtypes) in _SIGNATURES.items():
@@ -171,26 +176,70 @@ def _declare(cdll):
     return lib, missing
 
 
-def require(name):
-    """The foreign function `name`, or QerrError(E_UNSUPPORTED) if this build
-    of the library lacks it (the model API of a partial build)."""
-    fn = getattr(lib, name, None)
-    if fn is None:
-        raise QerrError(E_UNSUPPORTED, "%s is not in %s (library built without it)" % (name, path))
-    return fn
-
-
-_cdll, path = _loader.load()
-lib, missing = _declare(_cdll)
-def check_abi(number, major=ABI_MAJOR):
+def check_abi(number: int, major: int = ABI_MAJOR, where: Optional[str] = None) -> None:
     """Refuse a library whose major version is not the package's."""
     if number // 10000 != major:
         raise _loader.LibraryNotFound(
             "%s is libqerr %d.%d.%d (ABI major %d) but this package needs ABI major %d"
-            % (path, number // 10000, number // 100 % 100, number % 100, number // 10000,
-               major))
+            % (where or _state["path"], number // 10000, number // 100 % 100, number % 100,
+               number // 10000, major))
 
 
-bind(lib.qerr_last_error, lib.qerr_status_string)
-version_number = lib.qerr_version_number()
-check_abi(version_number)
+# The library is opened on first use, not at import: `import qerr` and
+# qerr.__version__ work on a machine without it, and the first call that
+# needs it raises LibraryNotFound saying where it looked.
+_state: Dict[str, Any] = {"lib": None, "path": None, "missing": None, "version": None}
+_lock = threading.Lock()
+
+
+def ensure() -> _Lib:
+    """The declared library, loading it on the first call."""
+    lib = _state["lib"]
+    if lib is not None:
+        return lib
+    with _lock:
+        if _state["lib"] is None:
+            cdll, path = _loader.load()
+            declared, missing = _declare(cdll, path)
+            version = declared.qerr_version_number()
+            check_abi(version, where=path)
+            bind(declared.qerr_last_error, declared.qerr_status_string)
+            _state.update(path=path, missing=missing, version=version, lib=declared)
+    return _state["lib"]
+
+
+class _LazyLib:
+    """Stands for the library: the first attribute read loads it."""
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(ensure(), name)
+
+
+lib: Any = _LazyLib()
+
+
+def path() -> str:
+    """Path (or soname) of the loaded library; loads it if needed."""
+    ensure()
+    return _state["path"]
+
+
+def missing() -> List[str]:
+    """Model-level functions the loaded library lacks."""
+    ensure()
+    return list(_state["missing"])
+
+
+def version_number() -> int:
+    ensure()
+    return _state["version"]
+
+
+def require(name: str) -> Any:
+    """The foreign function `name`, or QerrError(E_UNSUPPORTED) if this build
+    of the library lacks it (the model API of a partial build)."""
+    fn = getattr(ensure(), name, None)
+    if fn is None:
+        raise QerrError(E_UNSUPPORTED, "%s is not in %s (library built without it)"
+                        % (name, _state["path"]))
+    return fn

@@ -1,26 +1,33 @@
 """Find and open libqerr.so.
 
-Order: $QERR_LIBRARY (a file, or a directory holding the library), then a
-build tree above this package (build*/libqerr.so*), then the system
-(ctypes.util.find_library, then `pkg-config --variable=libdir qerr`). The
+Order: $QERR_LIBRARY (a file, or a directory holding the library: how a
+development checkout points at its build tree), then the library bundled
+in this package (qerr/_lib/, put there by the wheel build), then the system
+(ctypes.util.find_library, then `pkg-config --variable=libdir qerr`, then
+the dynamic loader's default path). Nothing else is searched: an installed
+package never picks up a build tree that happens to lie above it. The
 versioned soname libqerr.so.<major> is preferred over the libqerr.so link.
 """
+from __future__ import annotations
+
 import ctypes
 import ctypes.util
 import glob
 import os
 import subprocess
+from typing import List, Optional, Tuple
 
 from ._version import ABI_MAJOR
 
 SONAME = "libqerr.so.%d" % ABI_MAJOR
+BUNDLED_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_lib")
 
 
 class LibraryNotFound(OSError):
     """libqerr could not be found or opened; the message says where we looked."""
 
 
-def _in_dir(directory):
+def _in_dir(directory: str) -> Optional[str]:
     """Best library file in a directory: the soname first, then any other."""
     for name in (SONAME, "libqerr.so"):
         path = os.path.join(directory, name)
@@ -30,38 +37,7 @@ def _in_dir(directory):
     return others[0] if others else None
 
 
-def _sanitized(lib):
-    """True for an ASan build: loading it into python aborts the process
-    unless the sanitizer runtime was preloaded."""
-    try:
-        with open(lib, "rb") as f:
-            return b"libasan.so" in f.read()
-    except OSError:
-        return False
-
-
-def _build_trees():
-    """Directories build*/ holding libqerr, searched upward from the package;
-    at the first level that has any, the most recently built one wins
-    (sanitizer builds are passed over)."""
-    here = os.path.dirname(os.path.abspath(__file__))
-    level = here
-    while True:
-        parent = os.path.dirname(level)
-        found = []
-        for d in glob.glob(os.path.join(parent, "build*")):
-            lib = _in_dir(d) if os.path.isdir(d) else None
-            if lib and not _sanitized(lib):
-                found.append(lib)
-        if found:
-            found.sort(key=os.path.getmtime, reverse=True)
-            return found, parent
-        if parent == level:
-            return [], None
-        level = parent
-
-
-def _pkg_config_libdir():
+def _pkg_config_libdir() -> Optional[str]:
     try:
         out = subprocess.run(["pkg-config", "--variable=libdir", "qerr"],
                              capture_output=True, text=True, timeout=10)
@@ -71,19 +47,16 @@ def _pkg_config_libdir():
     return os.path.normpath(libdir) if out.returncode == 0 and libdir else None
 
 
-def candidates():
+def candidates() -> List[Tuple[str, Optional[str]]]:
     """(description, path-or-name) pairs in the order they are tried."""
-    tried = []
+    tried: List[Tuple[str, Optional[str]]] = []
     env = os.environ.get("QERR_LIBRARY")
     if env:
         path = _in_dir(env) if os.path.isdir(env) else env
         tried.append(("$QERR_LIBRARY=%s" % env, path))
         return tried  # an explicit choice is never silently replaced
-    libs, top = _build_trees()
-    if libs:
-        tried.extend(("build tree under %s" % top, lib) for lib in libs)
-    else:
-        tried.append(("build*/ directories above %s" % os.path.dirname(__file__), None))
+    tried.append(("the library bundled with the package (%s)" % BUNDLED_DIR,
+                  _in_dir(BUNDLED_DIR) if os.path.isdir(BUNDLED_DIR) else None))
     name = ctypes.util.find_library("qerr")
     tried.append(("ctypes.util.find_library('qerr')", name))
     libdir = _pkg_config_libdir()
@@ -93,7 +66,7 @@ def candidates():
     return tried
 
 
-def load():
+def load() -> Tuple[ctypes.CDLL, str]:
     """Open the first candidate that loads; raise LibraryNotFound otherwise."""
     notes = []
     for where, path in candidates():
@@ -105,5 +78,6 @@ def load():
         except OSError as e:
             notes.append("  %s: %s: %s" % (where, path, e))
     raise LibraryNotFound(
-        "cannot load libqerr; set QERR_LIBRARY to the path of %s. Looked in:\n%s"
-        % (SONAME, "\n".join(notes)))
+        "cannot load libqerr; install the qerr wheel (it bundles the library), install "
+        "libqerr on the system, or set QERR_LIBRARY to the path of %s (or its build "
+        "directory). Looked in:\n%s" % (SONAME, "\n".join(notes)))

@@ -3,8 +3,11 @@ layer-by-layer quantization of a whole model, quantized-model containers.
 
 These functions exist only in builds that include the model layers (lib/llama,
 lib/pipeline); on another build each raises QerrError(E_UNSUPPORTED) and has_model_api() is False."""
+from __future__ import annotations
+
 import collections
 import ctypes
+from typing import Dict, Iterator, List, Optional, Tuple, Union
 from ctypes import byref, c_double, c_int64, c_uint32, c_void_p
 
 import numpy as np
@@ -13,6 +16,8 @@ from ._arrays import tensor_to_numpy
 from ._core import _b, _Context, _Handle, _path, _result, _s
 from ._errors import E_INVALID_ARG, E_NOT_FOUND, QerrError
 from ._ffi import lib, missing, require
+from ._core import Plan, Result
+from ._types import ArrayLike, LogFn, PathLike, ProgressFn
 
 Perplexity = collections.namedtuple("Perplexity", "ppl mean_nll scored")
 
@@ -25,9 +30,9 @@ CONFIG_DOUBLE_KEYS = ("rope_theta", "rms_norm_eps", "rope_scaling.factor",
                       "rope_scaling.original_max_position_embeddings")
 
 
-def has_model_api():
+def has_model_api() -> bool:
     """True when the loaded library has every function of qerr/model.h."""
-    return not missing
+    return not missing()
 
 
 def _tokens(tokens):
@@ -43,7 +48,7 @@ def _tokens(tokens):
     return a, a.ctypes.data_as(ctypes.POINTER(c_uint32))
 
 
-def read_tokens(path):
+def read_tokens(path: PathLike) -> np.ndarray:
     """A token file (little-endian uint32 ids, no header) as a uint32 array."""
     ptr, count = ctypes.POINTER(c_uint32)(), c_int64()
     require("qerr_tokens_read")(_path(path), byref(ptr), byref(count))
@@ -59,7 +64,7 @@ class QModel(_Handle):
     """Named quantization results plus string metadata; saved as one
     compressed, checksummed file."""
 
-    _free_fn = getattr(lib, "qerr_qmodel_free", None)
+    _free_name = "qerr_qmodel_free"
     _kind = "quantized model"
 
     def __init__(self):
@@ -68,15 +73,15 @@ class QModel(_Handle):
         self._adopt(h)
 
     @classmethod
-    def load(cls, path):
+    def load(cls, path: PathLike) -> "QModel":
         h = c_void_p()
         require("qerr_qmodel_load")(byref(h), _path(path))
         return cls.__new__(cls)._adopt(h)
 
-    def save(self, path):
+    def save(self, path: PathLike) -> None:
         lib.qerr_qmodel_save(self._h, _path(path))
 
-    def add(self, name, result):
+    def add(self, name: str, result: Result) -> None:
         """Store `result` under `name`. The QModel takes the C object over:
         afterwards `result` is a view that lives as long as this QModel."""
         h = result._release()
@@ -87,19 +92,19 @@ class QModel(_Handle):
             raise
         result._adopt(h, owner=self)
 
-    def names(self):
+    def names(self) -> List[str]:
         return [_s(lib.qerr_qmodel_name(self._h, i)) for i in range(len(self))]
 
-    def __len__(self):
+    def __len__(self) -> int:
         return lib.qerr_qmodel_count(self._h)
 
-    def __contains__(self, name):
+    def __contains__(self, name: object) -> bool:
         return name in self.names()
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[str]:
         return iter(self.names())
 
-    def __getitem__(self, name):
+    def __getitem__(self, name: str) -> Result:
         """The result stored under `name` (a view kept valid by this QModel)."""
         out = c_void_p()
         try:
@@ -110,13 +115,13 @@ class QModel(_Handle):
             raise
         return _result(out, owner=self)
 
-    def items(self):
+    def items(self) -> List[Tuple[str, Result]]:
         return [(n, self[n]) for n in self.names()]
 
-    def set_meta(self, key, value):
+    def set_meta(self, key: str, value: str) -> None:
         lib.qerr_qmodel_set_meta(self._h, _b(key), _b(value))
 
-    def meta(self, key, default=None):
+    def meta(self, key: str, default: Optional[str] = None) -> Optional[str]:
         raw = lib.qerr_qmodel_meta(self._h, _b(key))
         return _s(raw) if raw is not None else default
 
@@ -128,19 +133,19 @@ class QModel(_Handle):
 class Model(_Handle):
     """A LLaMA-family model in Hugging Face layout, held in float32."""
 
-    _free_fn = getattr(lib, "qerr_model_free", None)
+    _free_name = "qerr_model_free"
     _kind = "model"
 
     def __init__(self):
         raise TypeError("use qerr.Model.load(directory)")
 
     @classmethod
-    def load(cls, directory):
+    def load(cls, directory: PathLike) -> "Model":
         h = c_void_p()
         require("qerr_model_load")(byref(h), _path(directory))
         return cls.__new__(cls)._adopt(h)
 
-    def config_value(self, key):
+    def config_value(self, key: str) -> Union[int, float]:
         """A config.json value: int keys as int, the others as float."""
         if key in CONFIG_DOUBLE_KEYS:
             v = c_double()
@@ -151,20 +156,21 @@ class Model(_Handle):
         return v.value
 
     @property
-    def config(self):
+    def config(self) -> Dict[str, Union[int, float]]:
         return {k: self.config_value(k) for k in CONFIG_INT_KEYS + CONFIG_DOUBLE_KEYS}
 
-    def tensor_names(self):
+    def tensor_names(self) -> List[str]:
         n = lib.qerr_model_tensor_count(self._h)
         return [_s(lib.qerr_model_tensor_name(self._h, i)) for i in range(n)]
 
-    def tensor(self, name):
+    def tensor(self, name: str) -> np.ndarray:
         """A copy of a weight, by its Hugging Face name."""
         t = c_void_p()
         lib.qerr_model_tensor(self._h, _b(name), byref(t))
         return tensor_to_numpy(t)
 
-    def evaluate(self, tokens, ctx_len, max_windows=0, threads=None):
+    def evaluate(self, tokens: ArrayLike, ctx_len: int, max_windows: int = 0,
+                 threads: Optional[int] = None) -> Perplexity:
         """Perplexity(ppl, mean_nll, scored) over non-overlapping windows."""
         toks, ptr = _tokens(tokens)
         ppl, nll, scored = c_double(), c_double(), c_int64()
@@ -173,24 +179,30 @@ class Model(_Handle):
                      int(max_windows), byref(ppl), byref(nll), byref(scored))
         return Perplexity(ppl.value, nll.value, scored.value)
 
-    def perplexity(self, tokens, ctx_len, max_windows=0, threads=None):
+    def perplexity(self, tokens: ArrayLike, ctx_len: int, max_windows: int = 0,
+                   threads: Optional[int] = None) -> float:
         """exp(mean NLL) over floor(len/ctx_len) windows of ctx_len tokens."""
         return self.evaluate(tokens, ctx_len, max_windows, threads).ppl
 
-    def apply(self, qmodel):
+    def apply(self, qmodel: QModel) -> "Model":
         """Replace this model's weights by the dequantized tensors of `qmodel`."""
         lib.qerr_model_apply(self._h, qmodel._h)
         return self
 
-    def quantize(self, tokens, plan, overrides=None, nsamples=128, seqlen=256, threads=None,
-                 seed=0, progress=None, log=None):
+    def quantize(self, tokens: ArrayLike, plan: Union[str, Plan],
+                 overrides: Optional[str] = None, nsamples: int = 128, seqlen: int = 256,
+                 threads: Optional[int] = None, seed: int = 0,
+                 progress: Optional[ProgressFn] = None, log: Optional[LogFn] = None) -> QModel:
         """See quantize_model()."""
         return quantize_model(self, tokens, plan, overrides, nsamples, seqlen, threads, seed,
                               progress, log)
 
 
-def quantize_model(model, tokens, plan, overrides=None, nsamples=128, seqlen=256, threads=None,
-                   seed=0, progress=None, log=None):
+def quantize_model(model: Model, tokens: ArrayLike, plan: Union[str, Plan],
+                   overrides: Optional[str] = None, nsamples: int = 128, seqlen: int = 256,
+                   threads: Optional[int] = None, seed: int = 0,
+                   progress: Optional[ProgressFn] = None,
+                   log: Optional[LogFn] = None) -> QModel:
     """Calibrate and quantize every linear layer of `model` in order, with
     `plan` as the default spec and `overrides` a ';'-separated list of
     'glob=spec' (spec may be 'float'). Calibration windows (nsamples x
@@ -198,7 +210,7 @@ def quantize_model(model, tokens, plan, overrides=None, nsamples=128, seqlen=256
     toks, ptr = _tokens(tokens)
     out = c_void_p()
     fn = require("qerr_model_quantize")
-    with _Context(threads, seed, progress, log) as ctx:
+    with _Context(threads, seed, progress, log, pipeline=True) as ctx:
         try:
             ctx.call(fn, ctx._h, model._h, _b(str(plan)), _b(overrides) if overrides else None,
                      ptr, toks.size, int(nsamples), int(seqlen), byref(out))

@@ -103,3 +103,20 @@ def test_model_load_error(tmp_path):
     with pytest.raises(qerr.QerrError) as e:
         qerr.Model.load(tmp_path / "empty")
     assert e.value.code in (qerr.E_IO, qerr.E_NOT_FOUND, qerr.E_FORMAT)
+
+
+def test_progress_fraction_never_goes_back(stories):
+    """quantize_model's progress gets the whole call's fraction: a method's
+    stage inside the pipeline (its own 0..1 over one weight) never pulls it
+    back."""
+    tokens = qerr.read_tokens(DATA / "stories260k" / "calib.u32")
+    seen = []
+    q = stories.quantize(tokens, "gptq:bits=4,group_size=32", nsamples=2, seqlen=32,
+                         progress=lambda s, f: seen.append((s, f)))
+    q.close()
+    stages = {s.split(" ")[0] for s, _ in seen}
+    assert "gptq" in stages and "layer" in stages  # both kinds were reported
+    fractions = [f for _, f in seen]
+    assert all(0.0 <= f <= 1.0 for f in fractions)
+    assert all(b >= a for a, b in zip(fractions, fractions[1:])), seen
+    assert fractions[-1] == pytest.approx(1.0)
