@@ -36,7 +36,7 @@ mod util;
 
 pub use calib::Calibration;
 pub use context::Context;
-pub use error::{Error, Result};
+pub use error::{Error, ErrorKind, Result};
 #[cfg(qerr_model)]
 pub use model::{quantize_model, read_tokens, Model, Perplexity, QModel};
 #[cfg(qerr_model)]

@@ -197,6 +197,33 @@ fn errors_map_to_codes_and_messages() {
 }
 
 #[test]
+fn errors_are_an_enum_to_match_on() {
+    use qerr::ErrorKind;
+    let e = Plan::parse("gptq:bits=99").unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Range);
+    let what = match e.kind() {
+        ErrorKind::Range => "range",
+        ErrorKind::UnknownKey | ErrorKind::UnknownMethod => "name",
+        _ => "other",
+    };
+    assert_eq!(what, "range");
+    assert_eq!(e.code(), status::E_RANGE); // the raw code stays readable
+    assert_eq!(Plan::parse("nosuch").unwrap_err().kind(), ErrorKind::UnknownMethod);
+    assert_eq!(Plan::parse("gptq:nokey=1").unwrap_err().kind(), ErrorKind::UnknownKey);
+    assert_eq!(Plan::parse("rtn:group_size=0").unwrap_err().kind(), ErrorKind::Range);
+    // every status maps to its own kind and back; unknown codes are kept
+    let mut seen = std::collections::HashSet::new();
+    for code in status::E_NUMERIC..status::OK {
+        let k = ErrorKind::from_code(code);
+        assert!(!matches!(k, ErrorKind::Other(_)), "code {} has no kind", code);
+        assert_eq!(k.code(), code);
+        assert!(seen.insert(k));
+    }
+    assert_eq!(ErrorKind::from_code(-999), ErrorKind::Other(-999));
+    assert_eq!(ErrorKind::Other(-999).code(), -999);
+}
+
+#[test]
 fn context_seed_threads_progress_and_cancel() {
     let (rows, n) = (16, 64);
     let (w, x) = correlated_layer(rows, n, 256, 4);
