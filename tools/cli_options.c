@@ -7,10 +7,7 @@
 
 static const cli_optdef options[] = {
     /* what is read */
-    {"model", NULL, "DIR",
-     "model directory: config.json + model.safetensors (required; ppl --quantized may take it "
-     "from the container)",
-     NULL},
+    {"model", NULL, "DIR", "model directory: config.json + model.safetensors (required)", NULL},
     {"quantized", NULL, "FILE.qerr", "quantized tensors (a container written by qerr quantize)",
      NULL},
     {"calib", NULL, "TOKENS",
