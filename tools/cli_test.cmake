@@ -90,6 +90,13 @@ endif()
 message(STATUS "float ppl ${float_ppl}, W4 ppl ${q_ppl}")
 run_qerr(0 "float.*rtn:bits=8" compare --model ${tiny} --plan "rtn:bits=8" --max-windows 2
          --nsamples 2 --ctx 32 --quiet)
+# a model given as one GGUF file ships no token files: they are asked for
+set(g ${OUT}/cli_test_f16.gguf)
+run_qerr(0 "wrote .*cli_test_f16.gguf" quantize --model ${tiny} --format gguf --type F16
+         --nsamples 1 --ctx 32 --quiet --out ${g})
+run_qerr(2 "is a single file, which ships no token files; give --eval" ppl --model ${g})
+run_qerr(0 "ppl +[0-9.]+ " ppl --model ${g} --eval ${tiny}/eval.u32 --max-windows 1 --quiet)
+file(REMOVE ${g})
 run_qerr(0 "--plans is now called --plan" compare --model ${tiny} --plans "rtn:bits=8"
          --max-windows 1 --nsamples 1 --seqlen 32 --quiet)
 
