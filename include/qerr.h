@@ -253,6 +253,10 @@ QERR_API size_t qerr_result_packed_size(const qerr_result *r);
 QERR_API int qerr_result_packed(const qerr_result *r, uint8_t *out, size_t cap);
 QERR_API int qerr_result_scales(const qerr_result *r, float *out, size_t count);
 QERR_API int qerr_result_zeros(const qerr_result *r, int32_t *out, size_t count);
+/* Per-group offsets m (rows x groups): w = scale * (code - zero) - m, with
+ * the product and the difference rounded separately in float32 (grids with a
+ * float minimum, e.g. ggml's k-quants). All 0 for results without them. */
+QERR_API int qerr_result_mins(const qerr_result *r, float *out, size_t count);
 /* Group of each input column (length cols). */
 QERR_API int qerr_result_g_idx(const qerr_result *r, int32_t *out, size_t count);
 /* Sparse full-precision part S (W ~= dequant(Q) + S), COO sorted by (row, col). */

@@ -158,6 +158,7 @@ struct qerr_result_s {
     uint8_t *codes;     /* rows x cols */
     float *scales;      /* rows x groups */
     int32_t *zeros;     /* rows x groups */
+    float *mins;        /* rows x groups offsets, NULL when none: w = s (c - z) - min */
     int32_t *g_idx;     /* cols */
     bool g_idx_trivial; /* g_idx[j] == j / group_size */
     int64_t n_outliers; /* COO, sorted by (row, col) */
@@ -177,6 +178,8 @@ int qerr__result_set_outliers(qerr_result *r, int64_t n, const int32_t *rows,
                               const int32_t *cols, const float *values);
 int qerr__result_add_extra(qerr_result *r, const char *name, int ndim, const int64_t *shape,
                            const float *data);
+/* Give r per-group offsets (mins, all +0 at first); no-op if it has them. */
+int qerr__result_alloc_mins(qerr_result *r);
 /* Dequantize into out (rows x cols). */
 void qerr__result_dequant(const qerr_result *r, float *out);
 

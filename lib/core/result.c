@@ -36,6 +36,7 @@ void qerr_result_free(qerr_result *r) {
     free(r->codes);
     free(r->scales);
     free(r->zeros);
+    free(r->mins);
     free(r->g_idx);
     free(r->out_row);
     free(r->out_col);
@@ -98,16 +99,29 @@ int qerr__result_add_extra(qerr_result *r, const char *name, int ndim, const int
     return QERR_OK;
 }
 
+int qerr__result_alloc_mins(qerr_result *r) {
+    if (r->mins) return QERR_OK;
+    r->mins = qerr__calloc((size_t)(r->rows * r->groups), sizeof(float));
+    QERR_CHECK(r->mins, QERR_E_NOMEM, "cannot allocate the offsets of a %lldx%lld result",
+               (long long)r->rows, (long long)r->cols);
+    return QERR_OK;
+}
+
+/* Compiled with -ffp-contract=off: s * x - min must round twice, as the
+ * engines that define such grids (ggml's k-quants) compute it. */
 void qerr__result_dequant(const qerr_result *r, float *out) {
     for (int64_t i = 0; i < r->rows; i++) {
         const uint8_t *c = r->codes + i * r->cols;
         const float *s = r->scales + i * r->groups;
         const int32_t *z = r->zeros + i * r->groups;
+        const float *m = r->mins ? r->mins + i * r->groups : NULL;
         float *o = out + i * r->cols;
         for (int64_t j = 0; j < r->cols; j++) {
             int32_t g = r->g_idx[j];
             o[j] = s[g] * (float)((int32_t)c[j] - z[g]);
         }
+        if (m)
+            for (int64_t j = 0; j < r->cols; j++) o[j] = o[j] - m[r->g_idx[j]];
     }
     for (int64_t k = 0; k < r->n_outliers; k++)
         out[(int64_t)r->out_row[k] * r->cols + r->out_col[k]] += r->out_val[k];
@@ -173,6 +187,13 @@ int qerr_result_zeros(const qerr_result *r, int32_t *out, size_t count) {
     return QERR_OK;
 }
 
+int qerr_result_mins(const qerr_result *r, float *out, size_t count) {
+    QERR_TRY(check_out("qerr_result_mins", r, out, count, r ? (size_t)(r->rows * r->groups) : 0));
+    if (r->mins) memcpy(out, r->mins, (size_t)(r->rows * r->groups) * sizeof(float));
+    else memset(out, 0, (size_t)(r->rows * r->groups) * sizeof(float));
+    return QERR_OK;
+}
+
 int qerr_result_g_idx(const qerr_result *r, int32_t *out, size_t count) {
     QERR_TRY(check_out("qerr_result_g_idx", r, out, count, r ? (size_t)r->cols : 0));
     memcpy(out, r->g_idx, (size_t)r->cols * sizeof(int32_t));
@@ -220,6 +241,9 @@ int qerr_result_dequantize(const qerr_result *r, float *out, size_t count) {
 
 double qerr_result_bits_per_weight(const qerr_result *r) {
     if (!r) return NAN;
+    /* a method that stores its own layout (ggml's blocks) says its size */
+    for (int i = 0; i < r->n_diag; i++)
+        if (strcmp(r->diag[i].name, "storage_bits_per_weight") == 0) return r->diag[i].value;
     double bytes = (double)qerr_result_packed_size(r);
     bytes += (double)(r->rows * r->groups) * 2.0; /* scales stored as float16 */
     /* zero points packed at `bits` each; none when every zero is 2^(bits-1) */
@@ -227,6 +251,7 @@ double qerr_result_bits_per_weight(const qerr_result *r) {
     for (int64_t i = 0; i < r->rows * r->groups && sym; i++)
         sym = r->zeros[i] == (1 << (r->bits - 1));
     if (!sym) bytes += ceil((double)(r->rows * r->groups) * r->bits / 8.0);
+    if (r->mins) bytes += (double)(r->rows * r->groups) * 2.0; /* offsets as float16 */
     if (!r->g_idx_trivial) bytes += (double)r->cols * 4.0;
     if (r->n_outliers > 0) /* CSR: fp16 value + column index, int32 row pointers */
         bytes += (double)r->n_outliers * (2.0 + (r->cols <= 65536 ? 2.0 : 4.0)) +

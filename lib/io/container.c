@@ -21,6 +21,7 @@
 #define QMD_TAG_META "META"
 #define QMD_TAG_TENSOR "TENS"
 #define QMD_FLAG_G_IDX 1u
+#define QMD_FLAG_MINS 2u /* float32 per-group offsets follow the zeros */
 /* deflate cannot expand data more than 1032:1, so a record's declared raw
  * size beyond this is a lie and is refused before allocating. */
 #define QMD_MAX_RATIO 1032u
@@ -52,6 +53,9 @@ static const char *check_result(const qerr_result *r, char *why, size_t cap) {
     for (int64_t i = 0; i < r->rows * r->groups; i++)
         if (!isfinite(r->scales[i]))
             return snprintf(why, cap, "scale %lld is not finite", (long long)i), why;
+    for (int64_t i = 0; r->mins && i < r->rows * r->groups; i++)
+        if (!isfinite(r->mins[i]))
+            return snprintf(why, cap, "offset %lld is not finite", (long long)i), why;
     for (int64_t j = 0; j < r->cols; j++)
         if (r->g_idx[j] < 0 || r->g_idx[j] >= r->groups)
             return snprintf(why, cap, "g_idx[%lld] = %d is outside 0..%lld", (long long)j,
@@ -158,7 +162,7 @@ static int encode_tensor(const char *name, const qerr_result *r, bbuf *b) {
     bb_u64(b, (uint64_t)r->rows);
     bb_u64(b, (uint64_t)r->cols);
     bb_u32(b, (uint32_t)r->bits);
-    bb_u32(b, r->g_idx_trivial ? 0u : QMD_FLAG_G_IDX);
+    bb_u32(b, (r->g_idx_trivial ? 0u : QMD_FLAG_G_IDX) | (r->mins ? QMD_FLAG_MINS : 0u));
     bb_u64(b, (uint64_t)r->group_size);
     bb_u64(b, (uint64_t)r->groups);
     size_t packed = qerr_result_packed_size(r);
@@ -167,6 +171,7 @@ static int encode_tensor(const char *name, const qerr_result *r, bbuf *b) {
     size_t ng = (size_t)(r->rows * r->groups);
     bb_bytes(b, r->scales, ng * sizeof(float));
     bb_bytes(b, r->zeros, ng * sizeof(int32_t));
+    if (r->mins) bb_bytes(b, r->mins, ng * sizeof(float));
     if (!r->g_idx_trivial) bb_bytes(b, r->g_idx, (size_t)r->cols * sizeof(int32_t));
     size_t no = (size_t)r->n_outliers;
     bb_u64(b, (uint64_t)no);
@@ -375,15 +380,16 @@ static int parse_tensor(const cursor *rec, uint64_t index, const char *label, ch
         BAD(WHO "shape %llux%llu is outside 1..2^31-1", WHO_ARGS, (unsigned long long)rows,
             (unsigned long long)cols);
     if (bits < 2 || bits > 8) BAD(WHO "bits=%u is outside 2..8", WHO_ARGS, bits);
-    if (flags & ~QMD_FLAG_G_IDX) BAD(WHO "unknown flags 0x%x", WHO_ARGS, flags);
+    if (flags & ~(QMD_FLAG_G_IDX | QMD_FLAG_MINS)) BAD(WHO "unknown flags 0x%x", WHO_ARGS, flags);
     if (gs < 1 || gs > cols || groups != (cols + gs - 1) / gs)
         BAD(WHO "group_size=%llu and groups=%llu do not fit %llu columns", WHO_ARGS,
             (unsigned long long)gs, (unsigned long long)groups, (unsigned long long)cols);
     /* Every array must fit in the bytes left before anything is allocated. */
     size_t rb = (size_t)((cols * bits + 7) / 8), left = cur_left(&c);
     size_t ng = (size_t)(rows * groups); /* < 2^62 */
-    if (rows > left / rb || ng > (left - rows * rb) / 8 ||
-        ((flags & QMD_FLAG_G_IDX) && cols > (left - rows * rb - ng * 8) / 4))
+    const size_t per_group = (flags & QMD_FLAG_MINS) ? 12 : 8;
+    if (rows > left / rb || ng > (left - rows * rb) / per_group ||
+        ((flags & QMD_FLAG_G_IDX) && cols > (left - rows * rb - ng * per_group) / 4))
         BAD(WHO "%llux%llu grid needs more bytes than the record holds", WHO_ARGS,
             (unsigned long long)rows, (unsigned long long)cols);
     if ((rc = qerr__result_alloc(&r, (int64_t)rows, (int64_t)cols, (int)bits, (int64_t)gs)) !=
@@ -393,6 +399,10 @@ static int parse_tensor(const cursor *rec, uint64_t index, const char *label, ch
         BAD(WHO "non-zero padding bits after the last code of a row", WHO_ARGS);
     memcpy(r->scales, cur_take(&c, ng * 4), ng * 4);
     memcpy(r->zeros, cur_take(&c, ng * 4), ng * 4);
+    if (flags & QMD_FLAG_MINS) {
+        if ((rc = qerr__result_alloc_mins(r)) != QERR_OK) goto fail;
+        memcpy(r->mins, cur_take(&c, ng * 4), ng * 4);
+    }
     if (flags & QMD_FLAG_G_IDX) {
         memcpy(r->g_idx, cur_take(&c, cols * 4), cols * 4);
         r->g_idx_trivial = false;

@@ -9,6 +9,7 @@ extern const qerr_method qerr__gptq_method;
 extern const qerr_method qerr__quantease_method, qerr__quantease_outlier_method;
 extern const qerr_method qerr__omniquant_method, qerr__cqe_method;
 extern const qerr_method qerr__flatquant_method;
+extern const qerr_method qerr__ggml_method;
 
 static const qerr_method *const methods[] = {
     &qerr__rtn_method,
@@ -16,6 +17,7 @@ static const qerr_method *const methods[] = {
     &qerr__quantease_method, &qerr__quantease_outlier_method,
     &qerr__omniquant_method, &qerr__cqe_method,
     &qerr__flatquant_method,
+    &qerr__ggml_method,
 };
 
 int qerr__method_count(void) { return (int)(sizeof methods / sizeof methods[0]); }
