@@ -34,6 +34,9 @@ static const qerr_param_def ggml_params[] = {
      "coordinate-descent sweeps of solver=quantease (every sweep rounds)"},
     {"damp", QERR_PARAM_DOUBLE, 0.01, 0, 1, NULL,
      "damping added to diag(H), as a fraction of mean(diag H)"},
+    {"refit", QERR_PARAM_INT, 0, 0, 100, NULL,
+     "rounds of: refit every block's grid to the coordinate-wise optimum Q + R / diag(H), "
+     "round, QuantEase sweeps; a round is kept only when it lowers the full-H objective"},
 };
 
 static int plan_type(const qerr_plan *p) { return type_of_choice[qerr__plan_choice(p, "type")]; }
@@ -175,6 +178,79 @@ static int run_quantease(const qerr_method_call *call, qerr_result *r, int64_t s
     return QERR_OK;
 }
 
+/* tr((W - Q) H (W - Q)^T) of a result; its dequantized values into Q and,
+ * when R is not NULL, R = (W - Q) H. */
+static double result_objective(const qerr_method_call *call, const qerr_result *r, float *Q,
+                               float *R) {
+    const int64_t rows = call->rows, n = call->cols;
+    qerr__result_dequant(r, Q);
+    double err, ref;
+    qerr__layer_objective(call->W, Q, rows, n, call->H, &err, &ref);
+    if (R) {
+        float *D = R + rows * n; /* scratch half of R's buffer */
+        float *Hf = D + rows * n;
+        for (int64_t k = 0; k < rows * n; k++) D[k] = call->W[k] - Q[k];
+        for (int64_t k = 0; k < n * n; k++) Hf[k] = (float)call->H[k];
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)rows, (int)n, (int)n, 1.0f, D,
+                    (int)n, Hf, (int)n, 0.0f, R, (int)n);
+    }
+    return err;
+}
+
+typedef struct {
+    ggml_job *jb;
+    const float *T; /* rows x n refit targets */
+} refit_job;
+
+static void refit_rows(void *arg, int64_t begin, int64_t end) {
+    refit_job *rj = arg;
+    ggml_job *jb = rj->jb;
+    for (int64_t i = begin; i < end; i++)
+        for (int64_t j = 0; j < jb->n; j += jb->g.elems)
+            qerr__ggml_fit_block(&jb->g, rj->T + i * jb->n + j, jb->hw + j, row_block(jb, i, j));
+}
+
+/* Grid refit rounds after the sweep (see the "refit" key). */
+static int run_refit(const qerr_method_call *call, ggml_job *jb, int64_t rounds, int64_t sweeps) {
+    const int64_t rows = call->rows, n = call->cols;
+    float *Q = qerr__malloc2((size_t)(rows * n), sizeof(float));
+    float *R = qerr__malloc2((size_t)(2 * rows * n + n * n), sizeof(float));
+    qerr_result *keep = jb->r, *cand = NULL;
+    int rc = Q && R ? QERR_OK
+                    : qerr__fail(QERR_E_NOMEM, "ggml: out of memory for a %lldx%lld refit",
+                                 (long long)rows, (long long)n);
+    int64_t kept = 0;
+    for (int64_t it = 0; rc == QERR_OK && it < rounds; it++) {
+        double f_old = result_objective(call, keep, Q, R);
+        for (int64_t i = 0; i < rows; i++)
+            for (int64_t j = 0; j < n; j++) {
+                double h = call->H[j * n + j];
+                Q[i * n + j] += h > 0 ? (float)(R[i * n + j] / h) : 0.0f;
+            }
+        refit_job rj = {jb, Q};
+        qerr__parallel_for(qerr__ctx_threads(call->ctx), rows, 4, refit_rows, &rj);
+        rc = qerr__result_alloc(&cand, rows, n, jb->g.bits, jb->g.sub);
+        if (rc != QERR_OK) break;
+        jb->r = cand;
+        rc = store_blocks(jb);
+        jb->r = keep;
+        if (rc == QERR_OK && sweeps > 0) rc = run_quantease(call, cand, sweeps);
+        if (rc != QERR_OK) break;
+        double f_new = result_objective(call, cand, Q, NULL);
+        if (!(f_new < f_old)) break;
+        qerr_result_free(keep);
+        keep = cand;
+        cand = NULL;
+        kept++;
+    }
+    qerr_result_free(cand);
+    free(Q);
+    free(R);
+    jb->r = keep;
+    qerr__result_set_diag(keep, "refit_rounds", (double)kept);
+    return rc;
+}
+
 static int ggml_solve(const qerr_method_call *call, ggml_job *jb, float *hw, double *H) {
     const qerr_plan *p = call->plan;
     const int64_t rows = call->rows, n = call->cols;
@@ -200,6 +276,9 @@ static int ggml_solve(const qerr_method_call *call, ggml_job *jb, float *hw, dou
     QERR_TRY(store_blocks(jb));
     if (solver == SOLVER_QUANTEASE && qerr__plan_int(p, "sweeps") > 0)
         QERR_TRY(run_quantease(call, jb->r, qerr__plan_int(p, "sweeps")));
+    if (solver != SOLVER_RTN && qerr__plan_int(p, "refit") > 0)
+        QERR_TRY(run_refit(call, jb, qerr__plan_int(p, "refit"),
+                           solver == SOLVER_QUANTEASE ? qerr__plan_int(p, "sweeps") : 1));
     qerr__result_set_diag(jb->r, "solver", solver);
     return QERR_OK;
 }
