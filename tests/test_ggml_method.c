@@ -74,6 +74,17 @@ static void test_objective_order(void **state) {
         assert_true(e[1] < 0.8 * e[0]);
         assert_true(e[2] <= e[1] * (1 + 1e-6));
     }
+    /* refit rounds are kept only when they lower the objective */
+    qerr_result *r0 = tu_quantize("ggml:type=q3_k,sweeps=3", w, c);
+    qerr_result *r1 = tu_quantize("ggml:type=q3_k,sweeps=3,refit=2", w, c);
+    double e0 = tu_layer_error(w, r0, c), e1 = tu_layer_error(w, r1, c), kept;
+    assert_int_equal(qerr_result_diag(r1, "refit_rounds", &kept), QERR_OK);
+    print_message("q3_k sweeps=3: %.4e, with refit=2: %.4e (%g rounds kept)\n", e0, e1, kept);
+    assert_true(e1 <= e0 * (1 + 1e-6));
+    assert_true(kept == 0 || e1 < e0);
+    assert_on_grid(r1, QERR_GGML_Q3_K);
+    qerr_result_free(r0);
+    qerr_result_free(r1);
     qerr_calib_free(c);
     qerr_tensor_free(w);
 }
