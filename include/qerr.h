@@ -296,5 +296,6 @@ QERR_API int qerr_layer_error(const qerr_tensor *weight, const qerr_tensor *dequ
 
 #include "qerr/model.h"
 #include "qerr/export.h"
+#include "qerr/tokenizer.h"
 
 #endif /* QERR_H */

@@ -3,8 +3,9 @@
 # when something is missing. Safe to run again.
 set -euo pipefail
 
+# libpcre2-dev and libutf8proc-dev: the tokenizers' regexes and Unicode normal forms.
 pkgs=(build-essential cmake pkg-config libopenblas-dev liblapacke-dev zlib1g-dev libcmocka-dev
-      python3 python3-numpy python3-pytest python3-venv)
+      libpcre2-dev libutf8proc-dev python3 python3-numpy python3-pytest python3-venv)
 # Rust bindings: use an existing toolchain if there is one, else Debian's.
 if ! command -v cargo >/dev/null 2>&1 && [ ! -x "$HOME/.cargo/bin/cargo" ]; then
   pkgs+=(cargo)
