@@ -115,14 +115,50 @@ static uint64_t heap_pop(qerr__bpe_scratch *s) {
 static void push_pair(const qerr_tokenizer *t, qerr__bpe_scratch *s, int32_t pos) {
     int32_t nx = s->syms[pos].next;
     if (nx < 0) return;
-    int64_t k = qerr__pairmap_find(&t->merges,
-                                   qerr__pair_key((uint32_t)s->syms[pos].id,
-                                                  (uint32_t)s->syms[nx].id));
-    if (k >= 0) heap_push(s, (uint64_t)(uint32_t)t->merges.rank[k] << 32 | (uint32_t)pos);
+    const qerr__pairslot *m = qerr__pairmap_find(
+        &t->merges, qerr__pair_key((uint32_t)s->syms[pos].id, (uint32_t)s->syms[nx].id));
+    if (m) heap_push(s, (uint64_t)(uint32_t)m->rank << 32 | (uint32_t)pos);
+}
+
+/* Words of at most SHORT_WORD symbols: the same merges by scanning a small
+ * array for the lowest rank (leftmost on ties). Each scan is bounded by the
+ * constant SHORT_WORD, so the cost stays linear in the text, and it avoids
+ * the heap's bookkeeping on the short words that make up most text. */
+#define SHORT_WORD 32
+
+static int32_t pair_rank(const qerr_tokenizer *t, int32_t a, int32_t b, int32_t *id) {
+    const qerr__pairslot *m = qerr__pairmap_find(&t->merges, qerr__pair_key((uint32_t)a, (uint32_t)b));
+    if (!m) return INT32_MAX;
+    *id = m->id;
+    return m->rank;
+}
+
+static int merge_short(const qerr_tokenizer *t, qerr__bpe_scratch *s, int32_t n) {
+    int32_t id[SHORT_WORD], rank[SHORT_WORD], to[SHORT_WORD];
+    for (int32_t i = 0; i < n; i++) id[i] = s->syms[i].id;
+    for (int32_t i = 0; i + 1 < n; i++) rank[i] = pair_rank(t, id[i], id[i + 1], &to[i]);
+    while (n > 1) {
+        int32_t best = 0;
+        for (int32_t i = 1; i + 1 < n; i++)
+            if (rank[i] < rank[best]) best = i;
+        if (rank[best] == INT32_MAX) break;
+        id[best] = to[best];
+        for (int32_t i = best + 1; i + 1 < n; i++) {
+            id[i] = id[i + 1];
+            rank[i] = rank[i + 1];
+            to[i] = to[i + 1];
+        }
+        n--;
+        if (best > 0) rank[best - 1] = pair_rank(t, id[best - 1], id[best], &to[best - 1]);
+        if (best + 1 < n) rank[best] = pair_rank(t, id[best], id[best + 1], &to[best]);
+    }
+    for (int32_t i = 0; i < n; i++) QERR_TRY(qerr__bpe_push(s, (uint32_t)id[i]));
+    return QERR_OK;
 }
 
 /* Merge the n symbols in s->syms; append the resulting ids. */
 static int merge_and_emit(const qerr_tokenizer *t, qerr__bpe_scratch *s, int32_t n) {
+    if (n <= SHORT_WORD) return merge_short(t, s, n);
     /* at most n - 1 initial pairs and two new ones per merge (n - 1 merges) */
     QERR_TRY(reserve((void **)&s->heap, &s->cap_heap, 3 * (size_t)n + 1, sizeof *s->heap));
     s->n_heap = 0;
@@ -134,10 +170,10 @@ static int merge_and_emit(const qerr_tokenizer *t, qerr__bpe_scratch *s, int32_t
         if (y[pos].id < 0) continue;
         int32_t nx = y[pos].next;
         if (nx < 0) continue;
-        int64_t k = qerr__pairmap_find(&t->merges,
-                                       qerr__pair_key((uint32_t)y[pos].id, (uint32_t)y[nx].id));
-        if (k < 0 || t->merges.rank[k] != rank) continue; /* stale entry */
-        y[pos].id = t->merges.id[k];
+        const qerr__pairslot *m =
+            qerr__pairmap_find(&t->merges, qerr__pair_key((uint32_t)y[pos].id, (uint32_t)y[nx].id));
+        if (!m || m->rank != rank) continue; /* stale entry */
+        y[pos].id = m->id;
         y[pos].next = y[nx].next;
         if (y[nx].next >= 0) y[y[nx].next].prev = pos;
         y[nx].id = -1;
@@ -160,9 +196,11 @@ static int split_symbols(const qerr_tokenizer *t, qerr__bpe_scratch *s, const ch
     } else {
         bool prev_unk = false;
         for (size_t i = 0; i < n;) {
-            size_t len = (size_t)qerr__utf8_len((unsigned char)w[i]);
-            if (len > n - i) len = n - i;
-            int32_t id = qerr__strmap_get(&t->vocab, w + i, len);
+            size_t at = i;
+            uint32_t c = qerr__utf8_next(w, n, &i);
+            size_t len = i - at;
+            i = at;
+            int32_t id = qerr__char_id(t, c, w + i, len);
             if (id >= 0) {
                 y[k++].id = id;
                 prev_unk = false;
@@ -253,10 +291,6 @@ int qerr__bpe_word(const qerr_tokenizer *t, qerr__bpe_scratch *s, const char *w,
     if (n == 0) return QERR_OK;
     QERR_CHECK(n < (size_t)INT32_MAX / 2, QERR_E_RANGE,
                "tokenizer: a run of %zu bytes without a possible split is too long", n);
-    if (t->ignore_merges) {
-        int32_t id = qerr__strmap_get(&t->vocab, w, n);
-        if (id >= 0) return qerr__bpe_push(s, (uint32_t)id);
-    }
     bool cached = n <= CACHE_MAX_WORD;
     uint64_t h = 0;
     if (cached) {
@@ -269,10 +303,15 @@ int qerr__bpe_word(const qerr_tokenizer *t, qerr__bpe_scratch *s, const char *w,
             return QERR_OK;
         }
     }
-    int32_t count;
-    QERR_TRY(split_symbols(t, s, w, n, &count));
     int64_t before = s->n_ids;
-    QERR_TRY(merge_and_emit(t, s, count));
+    int32_t whole = t->ignore_merges ? qerr__strmap_get(&t->vocab, w, n) : -1;
+    if (whole >= 0) {
+        QERR_TRY(qerr__bpe_push(s, (uint32_t)whole));
+    } else {
+        int32_t count;
+        QERR_TRY(split_symbols(t, s, w, n, &count));
+        QERR_TRY(merge_and_emit(t, s, count));
+    }
     if (cached) QERR_TRY(cache_store(s, h, w, n, s->ids + before, s->n_ids - before));
     return QERR_OK;
 }

@@ -126,20 +126,33 @@ void qerr__enc_free(qerr__enc *e) {
 
 qerr__bpe_scratch *qerr__enc_bpe(qerr__enc *e) { return e->bpe; }
 
-/* SentencePiece text: BPE on stretches between cuts. */
+/* True if the code point at s[a..b) is a piece of its own, or byte
+ * fallback covers it: it cannot fuse with a neighbouring unknown. */
+static bool known(const qerr_tokenizer *t, uint32_t c, const char *s, size_t a, size_t b) {
+    if (qerr__char_id(t, c, s + a, b - a) >= 0) return true;
+    if (!t->byte_fallback) return false;
+    for (size_t i = a; i < b; i++)
+        if (t->byte_id[(unsigned char)s[i]] < 0) return false;
+    return true;
+}
+
+/* SentencePiece text: BPE on stretches between cuts. A cut between code
+ * points a and b is exact when no piece has "ab" inside it (no merge can
+ * join across) and a and b are not two unknowns that would fuse. */
 static int sp_words(const qerr_tokenizer *t, qerr__enc *e, const char *s, size_t n) {
     if (!t->can_cut) return qerr__bpe_word(t, e->bpe, s, n);
-    size_t start = 0, i = 0;
+    size_t start = 0, i = 0, prev_at = 0;
     uint32_t prev = UINT32_MAX;
     while (i < n) {
         size_t at = i;
         uint32_t c = qerr__utf8_next(s, n, &i);
-        if (prev != UINT32_MAX &&
-            qerr__pairmap_find(&t->adjacent, qerr__pair_key(prev, c)) < 0) {
+        if (prev != UINT32_MAX && !qerr__pairmap_find(&t->adjacent, qerr__pair_key(prev, c)) &&
+            (!t->fuse_unk || known(t, prev, s, prev_at, at) || known(t, c, s, at, i))) {
             QERR_TRY(qerr__bpe_word(t, e->bpe, s + start, at - start));
             start = at;
         }
         prev = c;
+        prev_at = at;
     }
     return qerr__bpe_word(t, e->bpe, s + start, n - start);
 }

@@ -10,10 +10,14 @@
 /* Byte string -> int32, open addressing; keys are borrowed (they must outlive
  * the map). The first value put under a key wins. */
 typedef struct {
-    const char **key;
-    uint32_t *klen;
-    int32_t *val;
-    uint64_t *hash;
+    uint64_t hash; /* 0: empty slot (hashes are never 0) */
+    const char *key;
+    uint32_t klen;
+    int32_t val;
+} qerr__strslot;
+
+typedef struct {
+    qerr__strslot *slot;
     size_t cap, n; /* cap: power of two */
 } qerr__strmap;
 
@@ -28,23 +32,27 @@ uint64_t qerr__hash_bytes(const void *p, size_t n);
 /* uint64 key -> (rank, id): merges keyed by the ids of their two parts, and a
  * set of adjacent code point pairs (value unused). */
 typedef struct {
-    uint64_t *key; /* UINT64_MAX marks an empty slot */
-    int32_t *rank, *id;
+    uint64_t key; /* UINT64_MAX marks an empty slot */
+    int32_t rank, id;
+} qerr__pairslot;
+
+typedef struct {
+    qerr__pairslot *slot;
     size_t cap, n;
 } qerr__pairmap;
 
 int qerr__pairmap_init(qerr__pairmap *m, size_t expected);
 void qerr__pairmap_free(qerr__pairmap *m);
 int qerr__pairmap_put(qerr__pairmap *m, uint64_t key, int32_t rank, int32_t id);
-/* Index of the slot holding key, or -1. */
-static inline int64_t qerr__pairmap_find(const qerr__pairmap *m, uint64_t key) {
-    if (!m->cap) return -1;
+/* The slot holding key, or NULL. */
+static inline const qerr__pairslot *qerr__pairmap_find(const qerr__pairmap *m, uint64_t key) {
+    if (!m->cap) return NULL;
     uint64_t h = key * 0x9E3779B97F4A7C15ull;
     size_t mask = m->cap - 1, i = (size_t)(h >> 32) & mask;
     for (;;) {
-        uint64_t k = m->key[i];
-        if (k == key) return (int64_t)i;
-        if (k == UINT64_MAX) return -1;
+        const qerr__pairslot *sl = &m->slot[i];
+        if (sl->key == key) return sl;
+        if (sl->key == UINT64_MAX) return NULL;
         i = (i + 1) & mask;
     }
 }
@@ -110,6 +118,9 @@ struct qerr_tokenizer_s {
      * a piece (no merge can cross there). Empty when cutting is unsafe. */
     qerr__pairmap adjacent;
     bool can_cut;
+    /* SentencePiece: id of each code point below QERR_TOK_CP_TABLE that is a
+     * piece of its own (-1 if not), to skip hashing the common characters */
+    int32_t *cp_id;
 
     qerr__norm_step *norm;
     int n_norm;
@@ -128,6 +139,11 @@ struct qerr_tokenizer_s {
     /* scratch owned by the loader */
     char *owned_strings;
 };
+
+#define QERR_TOK_CP_TABLE 0x3000 /* Latin, punctuation, U+2581 */
+
+/* Id of the single code point c at s[0..len), or -1. */
+static inline int32_t qerr__char_id(const qerr_tokenizer *t, uint32_t c, const char *s, size_t len);
 
 /* Sizes that keep every index in 32 bits. */
 #define QERR_TOK_MAX_VOCAB ((int32_t)1 << 24)
@@ -194,5 +210,10 @@ int qerr__enc_take(qerr__enc *e, uint32_t **ids, int64_t *count);
 /* Apply the normalizer to s[0..n); *out malloc'd. */
 int qerr__normalize(const qerr_tokenizer *t, const char *s, size_t n, bool first, char **out,
                     size_t *out_n);
+
+static inline int32_t qerr__char_id(const qerr_tokenizer *t, uint32_t c, const char *s, size_t len) {
+    if (t->cp_id && c < QERR_TOK_CP_TABLE) return t->cp_id[c];
+    return qerr__strmap_get(&t->vocab, s, len);
+}
 
 #endif

@@ -48,27 +48,29 @@ int qerr__tokenizer_finish(qerr_tokenizer *t, const char *what) {
         qerr__added_token *a = &t->added[i];
         if (a->len) t->added_first[(unsigned char)a->content[0]] |= a->normalized ? 2 : 1;
     }
-    /* SentencePiece cutting: safe when no merge involves a byte-fallback
-     * token and unknown characters are not fused (see pretok.c) */
+    /* SentencePiece cutting (pretok.c) is exact when no merge involves a
+     * byte-fallback or unknown token, and merges are not skipped for words
+     * found whole in the vocabulary */
     t->can_cut = false;
-    if (t->model != QERR_TOKM_BYTE_BPE && t->byte_fallback && !t->ignore_merges) {
-        bool bytes_inert = true;
-        for (int b = 0; b < 256 && bytes_inert; b++) bytes_inert = t->byte_id[b] >= 0;
-        for (size_t i = 0; i < t->merges.cap && bytes_inert; i++) {
-            if (t->merges.key[i] == UINT64_MAX) continue;
-            uint32_t l = (uint32_t)(t->merges.key[i] >> 32), r = (uint32_t)t->merges.key[i];
-            for (int b = 0; b < 256 && bytes_inert; b++)
-                bytes_inert = (uint32_t)t->byte_id[b] != l && (uint32_t)t->byte_id[b] != r;
+    if (t->model != QERR_TOKM_BYTE_BPE && !t->ignore_merges) {
+        bool inert = true;
+        for (size_t i = 0; i < t->merges.cap && inert; i++) {
+            uint64_t key = t->merges.slot[i].key;
+            if (key == UINT64_MAX) continue;
+            int32_t l = (int32_t)(key >> 32), r = (int32_t)(uint32_t)key;
+            inert = l != t->unk_id && r != t->unk_id;
+            for (int b = 0; b < 256 && inert; b++)
+                inert = t->byte_id[b] < 0 || (t->byte_id[b] != l && t->byte_id[b] != r);
         }
-        if (bytes_inert) {
+        if (inert) {
             QERR_TRY(qerr__pairmap_init(&t->adjacent, t->vocab.n * 4));
             for (size_t i = 0; i < t->vocab.cap; i++) {
-                const char *k = t->vocab.key[i];
-                if (!k) continue;
-                size_t n = t->vocab.klen[i], j = 0;
+                const qerr__strslot *sl = &t->vocab.slot[i];
+                if (!sl->hash) continue;
+                size_t j = 0;
                 uint32_t prev = UINT32_MAX;
-                while (j < n) {
-                    uint32_t c = qerr__utf8_next(k, n, &j);
+                while (j < sl->klen) {
+                    uint32_t c = qerr__utf8_next(sl->key, sl->klen, &j);
                     if (prev != UINT32_MAX)
                         QERR_TRY(qerr__pairmap_put(&t->adjacent, qerr__pair_key(prev, c), 0, 0));
                     prev = c;
@@ -77,7 +79,22 @@ int qerr__tokenizer_finish(qerr_tokenizer *t, const char *what) {
             t->can_cut = true;
         }
     }
-    (void)what;
+    if (t->model != QERR_TOKM_BYTE_BPE) {
+        t->cp_id = qerr__malloc2(QERR_TOK_CP_TABLE, sizeof *t->cp_id);
+        QERR_CHECK(t->cp_id, QERR_E_NOMEM, "%s: out of memory", what);
+        for (uint32_t c = 0; c < QERR_TOK_CP_TABLE; c++) {
+            char u[4];
+            size_t n = c < 0x80 ? 1 : c < 0x800 ? 2 : 3;
+            if (n == 1) u[0] = (char)c;
+            else if (n == 2) { u[0] = (char)(0xC0 | c >> 6); u[1] = (char)(0x80 | (c & 0x3F)); }
+            else {
+                u[0] = (char)(0xE0 | c >> 12);
+                u[1] = (char)(0x80 | ((c >> 6) & 0x3F));
+                u[2] = (char)(0x80 | (c & 0x3F));
+            }
+            t->cp_id[c] = (c >= 0xD800 && c <= 0xDFFF) ? -1 : qerr__strmap_get(&t->vocab, u, n);
+        }
+    }
     return QERR_OK;
 }
 
@@ -90,6 +107,7 @@ void qerr_tokenizer_free(qerr_tokenizer *t) {
     qerr__strmap_free(&t->vocab);
     qerr__pairmap_free(&t->merges);
     qerr__pairmap_free(&t->adjacent);
+    free(t->cp_id);
     for (int i = 0; i < t->n_norm; i++) {
         free(t->norm[i].arg);
         free(t->norm[i].arg2);
