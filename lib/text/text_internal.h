@@ -4,7 +4,7 @@
 #define QERR_TEXT_INTERNAL_H
 
 #include "../core/internal.h"
-#include "../model/model_internal.h" /* the JSON reader (qerr__json_*) */
+#include "../io/io.h" /* the JSON reader (qerr__json_*) */
 
 /* ---- hash maps (hashmap.c) ------------------------------------------------ */
 /* Byte string -> int32, open addressing; keys are borrowed (they must outlive
