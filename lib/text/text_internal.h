@@ -149,6 +149,10 @@ static inline int32_t qerr__char_id(const qerr_tokenizer *t, uint32_t c, const c
 #define QERR_TOK_MAX_VOCAB ((int32_t)1 << 24)
 #define QERR_TOK_MAX_TEXT ((size_t)1 << 31)
 
+/* A tokenizer from tokenizer.json text in memory (+ tokenizer_config.json
+ * text, may be NULL): what qerr_tokenizer_load does after reading files. */
+int qerr__tokenizer_from_memory(qerr_tokenizer **out, const char *json, size_t n,
+                                const char *config, size_t config_n, const char *what);
 /* loaders (tokenizer_json.c, llama2c.c) */
 int qerr__tokenizer_from_json(qerr_tokenizer *t, const char *json, size_t n,
                               const char *config, size_t config_n, const char *what);

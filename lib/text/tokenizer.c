@@ -184,14 +184,35 @@ static int load_file(qerr_tokenizer *t, const char *path) {
     return rc;
 }
 
-int qerr_tokenizer_load(qerr_tokenizer **out, const char *path) {
-    QERR_CHECK(out, QERR_E_INVALID_ARG, "qerr_tokenizer_load: out is NULL");
-    *out = NULL;
-    QERR_CHECK(path, QERR_E_INVALID_ARG, "qerr_tokenizer_load: path is NULL");
+static int new_tokenizer(qerr_tokenizer **out) {
     qerr_tokenizer *t = calloc(1, sizeof *t);
     QERR_CHECK(t, QERR_E_NOMEM, "qerr_tokenizer_load: out of memory");
     t->unk_id = t->bos_id = t->eos_id = -1;
     for (int b = 0; b < 256; b++) t->byte_id[b] = -1;
+    *out = t;
+    return QERR_OK;
+}
+
+int qerr__tokenizer_from_memory(qerr_tokenizer **out, const char *json, size_t n,
+                                const char *config, size_t config_n, const char *what) {
+    *out = NULL;
+    qerr_tokenizer *t;
+    QERR_TRY(new_tokenizer(&t));
+    int rc = qerr__tokenizer_from_json(t, json, n, config, config_n, what);
+    if (rc != QERR_OK) {
+        qerr_tokenizer_free(t);
+        return rc;
+    }
+    *out = t;
+    return QERR_OK;
+}
+
+int qerr_tokenizer_load(qerr_tokenizer **out, const char *path) {
+    QERR_CHECK(out, QERR_E_INVALID_ARG, "qerr_tokenizer_load: out is NULL");
+    *out = NULL;
+    QERR_CHECK(path, QERR_E_INVALID_ARG, "qerr_tokenizer_load: path is NULL");
+    qerr_tokenizer *t;
+    QERR_TRY(new_tokenizer(&t));
     int rc;
     if (is_dir(path)) {
         char *json = join(path, "tokenizer.json"), *bin = join(path, "tokenizer.bin");

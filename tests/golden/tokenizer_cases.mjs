@@ -1,6 +1,10 @@
 import { Tokenizer } from "@huggingface/tokenizers";
 import fs from "fs";
-// usage: npm i @huggingface/tokenizers@0.2.0 && node tests/golden/tokenizer_cases.mjs DATA_DIR OUT
+// Writes the reference cases of tests/test_tokenizer.c (without the comment
+// at the top of tokenizer_cases.inc). Node resolves the package from the
+// script's folder, so run a copy where it is installed:
+//   cp tests/golden/tokenizer_cases.mjs DIR && cd DIR && npm i @huggingface/tokenizers@0.2.0
+//   node tokenizer_cases.mjs DATA_DIR OUT
 const D = process.argv[2];
 const toks = { llama2: D + "/tokenizers/llama2", llama3: D + "/tokenizers/llama3", qwen3: D + "/tokenizers/qwen3", ts656k: D + "/tinystories-656k" };
 // cases: [name, bytes (as JS array of numbers or a string), add_special]
