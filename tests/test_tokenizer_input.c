@@ -3,12 +3,14 @@
  * llama2.c scores with ties), unsupported components refused by name,
  * malformed files, text and JSON Lines files, and a 100 MB line. */
 #include "testutil.h"
+#include "text/text_internal.h"
 
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <utf8proc.h>
 
 static char tmpdir[256];
 
@@ -306,6 +308,42 @@ static void malformed(void **state) {
     assert_int_equal(qerr_tokenizer_load(NULL, "x"), QERR_E_INVALID_ARG);
 }
 
+/* The normalizer runs utf8proc only around non-ASCII runs: the same as
+ * normalizing the whole text, on random mixes of ASCII, combining marks,
+ * precomposed letters, Hangul jamo and compatibility characters. */
+static void normal_forms_by_spans(void **state) {
+    (void)state;
+    static const char *const parts[] = {"a", "e", "A", " ", "x\n", "\xCC\x81", "\xCC\xA3", "\xCC\x88",
+                                        "\xC3\xA9", "\xE2\x84\xAB", "\xEA\xB0\x80", "\xE1\x86\xA8",
+                                        "\xE1\x84\x80", "\xE1\x85\xA1", "\xEF\xAC\x81", "\xE2\x91\xA0"};
+    static const char *const forms[] = {"NFC", "NFD", "NFKC", "NFKD"};
+    static const int opts[] = {UTF8PROC_COMPOSE, UTF8PROC_DECOMPOSE, UTF8PROC_COMPOSE | UTF8PROC_COMPAT,
+                               UTF8PROC_DECOMPOSE | UTF8PROC_COMPAT};
+    for (int f = 0; f < 4; f++) {
+        char json[256];
+        snprintf(json, sizeof json, "{\"normalizer\":{\"type\":\"%s\"}," MODEL_OK "}", forms[f]);
+        qerr_tokenizer *t = NULL;
+        assert_int_equal(qerr_tokenizer_load(&t, write_text("nf.json", json)), QERR_OK);
+        for (int rep = 0; rep < 300; rep++) {
+            char s[400] = "";
+            int k = (int)(rnd() % 40);
+            for (int i = 0; i < k; i++) strcat(s, parts[rnd() % (sizeof parts / sizeof parts[0])]);
+            char *got = NULL;
+            size_t gn = 0;
+            assert_int_equal(qerr__normalize(t, s, strlen(s), true, &got, &gn), QERR_OK);
+            utf8proc_uint8_t *want = NULL;
+            utf8proc_ssize_t wn = utf8proc_map((const utf8proc_uint8_t *)s, (utf8proc_ssize_t)strlen(s),
+                                               &want, (utf8proc_option_t)(UTF8PROC_STABLE | opts[f]));
+            assert_true(wn >= 0);
+            assert_int_equal(gn, (size_t)wn);
+            assert_memory_equal(got, want, gn);
+            free(got);
+            free(want);
+        }
+        qerr_tokenizer_free(t);
+    }
+}
+
 /* ---- text files ----------------------------------------------------------------- */
 static qerr_tokenizer *toy_with_bos(void) {
     const char *json =
@@ -351,6 +389,9 @@ static void text_files(void **state) {
     expect_ids(t, "d.jsonl", "{\"text\":\"ab\"}\n\n{\"text\":\"b a\",\"id\":7}\n", ADD,
                (const uint32_t[]){3, 2, 3, 1, 6, 0}, 6, 5);
     expect_ids(t, "d.txt", "{\"text\": \"a\\nb\"}\r\n{\"text\":\"\"}", ADD, (const uint32_t[]){3, 0, 5, 1, 3}, 5, 3);
+    /* characters without a token, no unknown token, no byte fallback: dropped,
+     * as by the reference (found by fuzz_tokenizer_json: a word of no ids) */
+    expect_ids(t, "drop.txt", "<>", 0, (const uint32_t[]){0}, 0, 2);
     /* a text that merely starts with a brace is plain text */
     expect_ids(t, "brace.txt", "{a", 0, (const uint32_t[]){0}, 1, 2);
     uint32_t *ids = NULL;
@@ -440,7 +481,8 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(bpe_matches_naive), cmocka_unit_test(llama2c_matches_naive),
         cmocka_unit_test(unsupported_named), cmocka_unit_test(malformed),
-        cmocka_unit_test(text_files),        cmocka_unit_test(hundred_mb_line),
+        cmocka_unit_test(normal_forms_by_spans), cmocka_unit_test(text_files),
+        cmocka_unit_test(hundred_mb_line),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -124,7 +124,7 @@ static void push_pair(const qerr_tokenizer *t, qerr__bpe_scratch *s, int32_t pos
  * array for the lowest rank (leftmost on ties). Each scan is bounded by the
  * constant SHORT_WORD, so the cost stays linear in the text, and it avoids
  * the heap's bookkeeping on the short words that make up most text. */
-#define SHORT_WORD 32
+#define SHORT_WORD 64
 
 static int32_t pair_rank(const qerr_tokenizer *t, int32_t a, int32_t b, int32_t *id) {
     const qerr__pairslot *m = qerr__pairmap_find(&t->merges, qerr__pair_key((uint32_t)a, (uint32_t)b));
@@ -250,8 +250,9 @@ static int cache_reset(qerr__bpe_scratch *s, size_t cap) {
     return QERR_OK;
 }
 
-static int cache_store(qerr__bpe_scratch *s, uint64_t h, const char *w, size_t n,
-                       const uint32_t *ids, int64_t n_ids) {
+/* Remember that word w[0..n) encodes to the ids appended since `from`. */
+static int cache_store(qerr__bpe_scratch *s, uint64_t h, const char *w, size_t n, int64_t from) {
+    int64_t n_ids = s->n_ids - from;
     if ((s->n_slot + 1) * 2 > s->cap_slot) {
         /* full: grow while small, else forget everything and start again */
         size_t cap = s->cap_slot < CACHE_MAX_SLOTS ? s->cap_slot * 2 : s->cap_slot;
@@ -280,7 +281,7 @@ static int cache_store(qerr__bpe_scratch *s, uint64_t h, const char *w, size_t n
     c->ids_off = (uint32_t)s->n_cids;
     c->n_ids = (uint32_t)n_ids;
     memcpy(s->keys + s->n_keys, w, n);
-    memcpy(s->cids + s->n_cids, ids, (size_t)n_ids * sizeof *ids);
+    if (n_ids) memcpy(s->cids + s->n_cids, s->ids + from, (size_t)n_ids * sizeof *s->ids);
     s->n_keys += n;
     s->n_cids += (size_t)n_ids;
     s->n_slot++;
@@ -312,6 +313,6 @@ int qerr__bpe_word(const qerr_tokenizer *t, qerr__bpe_scratch *s, const char *w,
         QERR_TRY(split_symbols(t, s, w, n, &count));
         QERR_TRY(merge_and_emit(t, s, count));
     }
-    if (cached) QERR_TRY(cache_store(s, h, w, n, s->ids + before, s->n_ids - before));
+    if (cached) QERR_TRY(cache_store(s, h, w, n, before));
     return QERR_OK;
 }

@@ -37,8 +37,11 @@ static bool is_white(uint32_t c) {
            c == 0x205F || c == 0x3000;
 }
 
-/* Unicode normal forms line by line: a line feed never composes or reorders
- * with its neighbours, and all-ASCII lines are already normalized. */
+/* Unicode normal forms, applied only around non-ASCII text: an ASCII
+ * character is a starter that never composes with what precedes it, so the
+ * text can be cut before any ASCII character that follows an ASCII one.
+ * Each non-ASCII run goes to utf8proc with the character before it (which
+ * may compose with a following combining mark). */
 static int unicode_form(const char *s, size_t n, int kind, buf *o) {
     int opt = UTF8PROC_STABLE;
     if (kind == QERR_NORM_NFC) opt |= UTF8PROC_COMPOSE;
@@ -47,28 +50,24 @@ static int unicode_form(const char *s, size_t n, int kind, buf *o) {
     else opt |= UTF8PROC_DECOMPOSE | UTF8PROC_COMPAT;
     size_t i = 0;
     while (i < n) {
-        const char *nl = memchr(s + i, '\n', n - i);
-        size_t end = nl ? (size_t)(nl - s) + 1 : n;
-        bool ascii = true;
-        for (size_t k = i; k < end && ascii; k++) ascii = (unsigned char)s[k] < 0x80;
-        if (ascii) {
-            QERR_TRY(put(o, s + i, end - i));
-        } else {
-            utf8proc_uint8_t *d = NULL;
-            utf8proc_ssize_t m = utf8proc_map((const utf8proc_uint8_t *)s + i,
-                                              (utf8proc_ssize_t)(end - i), &d,
-                                              (utf8proc_option_t)opt);
-            if (m < 0) {
-                free(d);
-                return qerr__fail(m == UTF8PROC_ERROR_NOMEM ? QERR_E_NOMEM : QERR_E_INTERNAL,
-                                  "tokenizer: Unicode normalization failed: %s",
-                                  utf8proc_errmsg(m));
-            }
-            int rc = put(o, d, (size_t)m);
+        size_t j = i;
+        while (j < n && (unsigned char)s[j] < 0x80) j++;
+        if (j == n) return put(o, s + i, n - i);
+        size_t a = j > i ? j - 1 : j, k = j; /* a: the ASCII character before the run */
+        while (k < n && (unsigned char)s[k] >= 0x80) k++;
+        QERR_TRY(put(o, s + i, a - i));
+        utf8proc_uint8_t *d = NULL;
+        utf8proc_ssize_t m = utf8proc_map((const utf8proc_uint8_t *)s + a, (utf8proc_ssize_t)(k - a),
+                                          &d, (utf8proc_option_t)opt);
+        if (m < 0) {
             free(d);
-            QERR_TRY(rc);
+            return qerr__fail(m == UTF8PROC_ERROR_NOMEM ? QERR_E_NOMEM : QERR_E_INTERNAL,
+                              "tokenizer: Unicode normalization failed: %s", utf8proc_errmsg(m));
         }
-        i = end;
+        int rc = put(o, d, (size_t)m);
+        free(d);
+        QERR_TRY(rc);
+        i = k;
     }
     return QERR_OK;
 }
