@@ -14,6 +14,7 @@ typedef struct {
 } buf;
 
 static int put(buf *b, const void *s, size_t n) {
+    if (n == 0) return QERR_OK;
     if (b->cap - b->n < n) {
         size_t nc = b->cap ? b->cap : 256;
         while (nc - b->n < n) {
@@ -158,8 +159,7 @@ int qerr__normalize(const qerr_tokenizer *t, const char *s, size_t n, bool first
         free(cur.p);
         return rc;
     }
-    if (!cur.p) rc = put(&cur, "", 0); /* never NULL */
-    if (rc == QERR_OK && !cur.p) {
+    if (rc == QERR_OK && !cur.p) { /* never NULL, even for empty text */
         cur.p = malloc(1);
         if (!cur.p) rc = qerr__fail(QERR_E_NOMEM, "tokenizer: out of memory");
     }
