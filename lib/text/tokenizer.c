@@ -196,7 +196,7 @@ static int new_tokenizer(qerr_tokenizer **out) {
 int qerr__tokenizer_from_memory(qerr_tokenizer **out, const char *json, size_t n,
                                 const char *config, size_t config_n, const char *what) {
     *out = NULL;
-    qerr_tokenizer *t;
+    qerr_tokenizer *t = NULL;
     QERR_TRY(new_tokenizer(&t));
     int rc = qerr__tokenizer_from_json(t, json, n, config, config_n, what);
     if (rc != QERR_OK) {
@@ -211,7 +211,7 @@ int qerr_tokenizer_load(qerr_tokenizer **out, const char *path) {
     QERR_CHECK(out, QERR_E_INVALID_ARG, "qerr_tokenizer_load: out is NULL");
     *out = NULL;
     QERR_CHECK(path, QERR_E_INVALID_ARG, "qerr_tokenizer_load: path is NULL");
-    qerr_tokenizer *t;
+    qerr_tokenizer *t = NULL;
     QERR_TRY(new_tokenizer(&t));
     int rc;
     if (is_dir(path)) {
