@@ -95,7 +95,8 @@ def _build_library(build_dir):
     cmake = shutil.which("cmake")
     if not cmake:
         raise RuntimeError("qerr_build: cmake is not installed (Debian: apt-get install cmake "
-                           "build-essential pkg-config libopenblas-dev liblapacke-dev zlib1g-dev)")
+                           "build-essential pkg-config libopenblas-dev liblapacke-dev zlib1g-dev "
+                           "libpcre2-dev libutf8proc-dev)")
     configure = [cmake, "-S", SRC_ROOT, "-B", build_dir, "-DCMAKE_BUILD_TYPE=Release",
                  "-DQERR_BUILD_TESTS=OFF", "-DQERR_BUILD_EXAMPLES=OFF", "-DQERR_BUILD_TOOLS=OFF"]
     configure += shlex.split(os.environ.get("QERR_CMAKE_ARGS", ""))
