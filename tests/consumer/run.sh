@@ -7,6 +7,7 @@
 #   4. the Python tests against the installed library (QERR_LIBRARY), and the
 #      package installed with pip finding it through pkg-config
 #   5. the Rust example, linked from the prefix through PKG_CONFIG_PATH
+#   and the installed qerr tool, run from outside the source tree
 # usage: tests/consumer/run.sh BUILD_DIR      (exits non-zero on any failure)
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -40,6 +41,21 @@ unset QERR_LIBRARY QERR_LIB_DIR
 [ "$(pkg-config --modversion qerr)" = "$(sed -n 's/^Version: //p' "$libdir/pkgconfig/qerr.pc")" ]
 [ -f "$(pkg-config --variable=includedir qerr)/qerr.h" ] ||
   { echo "consumer: pkg-config's includedir has no qerr.h" >&2; exit 1; }
+
+if [ -x "$prefix/bin/qerr" ]; then
+  step "the installed qerr tool, run outside the source tree"
+  # nothing defaults to a path in the repository: --model is asked for, and a
+  # model directory alone brings its own token files
+  if (cd "$tmp" && "$prefix/bin/qerr" ppl >"$tmp/qerr.log" 2>&1); then
+    echo "consumer: qerr ppl without --model succeeded" >&2; exit 1
+  fi
+  grep -q -- "--model DIR is required" "$tmp/qerr.log" || { cat "$tmp/qerr.log"; exit 1; }
+  if [ -f "$root/data/tiny-llama/model.safetensors" ]; then
+    (cd "$tmp" && "$prefix/bin/qerr" ppl --model "$root/data/tiny-llama" --max-windows 1 \
+       --quiet >"$tmp/qerr.log" 2>&1) || { cat "$tmp/qerr.log"; exit 1; }
+    grep -q "^ppl " "$tmp/qerr.log" || { cat "$tmp/qerr.log"; exit 1; }
+  fi
+fi
 
 step "C through pkg-config (shared)"
 cc -std=c11 -Wall -Wextra -Werror "$here/consumer.c" $(pkg-config --cflags --libs qerr) -lm \
