@@ -64,8 +64,7 @@ int cli_load_tokens(const char *what, const char *path, uint32_t **tokens, int64
 
 static bool in_qmodel(const qerr_qmodel *q, const char *name) {
     const qerr_result *r;
-    if (qerr_qmodel_get(q, name, &r) == QERR_OK) return true;
-    return false;
+    return qerr_qmodel_get(q, name, &r) == QERR_OK;
 }
 
 /* 64-bit hash (FNV-1a over words, then a final mix) of the names, shapes and
