@@ -14,7 +14,8 @@ trap 'rm -rf "$work"' EXIT
 [ $# -ge 1 ] && export QERR_CMAKE_BUILD_DIR=$(realpath -m "$1")
 # numpy comes from the system (Debian's python3-numpy): no package index needed
 "$PY" -m venv --system-site-packages "$work/venv"
-"$work/venv/bin/python" -m pip install --no-index --no-cache-dir --quiet "$root/bindings/python"
+"$work/venv/bin/python" -m pip install --no-index --no-cache-dir --disable-pip-version-check \
+  --quiet "$root/bindings/python"
 cd "$work"
 env -u QERR_LIBRARY -u LD_LIBRARY_PATH -u PYTHONPATH "$work/venv/bin/python" - <<'PYEOF'
 import os
