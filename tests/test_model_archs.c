@@ -414,12 +414,13 @@ static void sliding_window(void **state) {
 }
 
 /* The block engine (FlatQuant, OmniQuant, CQE+ block-wise, deployed W*A*
- * layers) computes the Llama-3 and Mistral layers as the float forward. */
+ * layers) computes every fixture's layers as the float forward: RoPE
+ * scaling, head_dim, biases, q/k norms. */
 static void block_engine_matches(void **state) {
     (void)state;
     TU_REQUIRE_SHARED(shared);
-    static const char *const archs[] = {"llama3", "mistral"};
-    for (int a = 0; a < 2; a++) {
+    const char *const *archs = ARCHS;
+    for (int a = 0; a < NARCH; a++) {
         char *dir = model_dir(shared, archs[a], "config.json");
         int64_t n;
         uint32_t *tok = read_tokens(shared, archs[a], &n);
@@ -459,14 +460,106 @@ static void block_engine_matches(void **state) {
     }
 }
 
-/* Block-wise methods: run on Llama-3 and Mistral; refuse biases and q/k
- * norms by name (QERR_E_UNSUPPORTED) on the others. */
+static double *rnd_d(int64_t n, uint64_t seed, double scale, double base) {
+    double *v = malloc(sizeof(double) * (size_t)n);
+    float *f = malloc(sizeof(float) * (size_t)n);
+    tu_random(f, n, seed);
+    for (int64_t i = 0; i < n; i++) v[i] = base + scale * f[i];
+    free(f);
+    return v;
+}
+
+typedef struct {
+    qerr_block_cache_d *c;
+    qerr_block_weights_d w;
+    double *x, *y, *r;
+    int64_t n;
+} fd_block;
+
+static double fd_loss(fd_block *b) {
+    assert_int_equal(qerr__block_forward_d(b->c, &b->w, NULL, b->x, b->y), QERR_OK);
+    double s = 0;
+    for (int64_t i = 0; i < b->n; i++) s += b->y[i] * b->r[i];
+    return s;
+}
+
+/* Backward of the block engine with every bias and Qwen3's q/k norms (and
+ * llama3 RoPE, head_dim != hidden/heads) against central differences. */
+static void block_engine_gradients(void **state) {
+    (void)state;
+    qerr_block_config cfg = {8, 12, 2, 1, 6, 1e-5, 1e4, {QERR_ROPE_LLAMA3, 1e4, 4, 1, 4, 8}, {0}, true};
+    for (int l = 0; l < QERR_LIN_COUNT; l++) cfg.bias[l] = true;
+    const int64_t B = 2, T = 5, rows = B * T;
+    fd_block b = {NULL, {{NULL}, NULL, NULL, {NULL}, NULL, NULL}, NULL, NULL, NULL, rows * 8};
+    double *wl[QERR_LIN_COUNT], *bl[QERR_LIN_COUNT], *gw[QERR_LIN_COUNT];
+    for (int l = 0; l < QERR_LIN_COUNT; l++) {
+        int64_t o, i;
+        qerr__block_linear_shape(&cfg, l, &o, &i);
+        b.w.w[l] = wl[l] = rnd_d(o * i, 10 + (uint64_t)l, 0.6, 0);
+        b.w.b[l] = bl[l] = rnd_d(o, 30 + (uint64_t)l, 0.3, 0);
+        gw[l] = calloc((size_t)(o * i), sizeof(double));
+    }
+    double *ln1 = rnd_d(8, 20, 0.3, 1), *ln2 = rnd_d(8, 21, 0.3, 1);
+    double *qn = rnd_d(6, 22, 0.3, 1), *kn = rnd_d(6, 23, 0.3, 1);
+    b.w.ln1 = ln1;
+    b.w.ln2 = ln2;
+    b.w.qn = qn;
+    b.w.kn = kn;
+    b.x = rnd_d(b.n, 24, 1.0, 0);
+    b.r = rnd_d(b.n, 25, 1.0, 0);
+    b.y = calloc((size_t)b.n, sizeof(double));
+    double *gx = calloc((size_t)b.n, sizeof(double));
+    assert_int_equal(qerr__block_cache_create_d(&cfg, B, T, &b.c), QERR_OK);
+    fd_loss(&b);
+    qerr_block_grads_d gr = {{NULL}, NULL, NULL};
+    for (int l = 0; l < QERR_LIN_COUNT; l++) gr.w[l] = gw[l];
+    assert_int_equal(qerr__block_backward_d(b.c, &b.w, NULL, b.x, b.r, gx, &gr), QERR_OK);
+    double worst = 0;
+    const double h = 1e-6;
+    for (int64_t i = 0; i < b.n; i++) { /* the input: through every path */
+        const double x0 = b.x[i];
+        b.x[i] = x0 + h;
+        double lp = fd_loss(&b);
+        b.x[i] = x0 - h;
+        double lm = fd_loss(&b);
+        b.x[i] = x0;
+        worst = fmax(worst, fabs((lp - lm) / (2 * h) - gx[i]) / fmax(1.0, fabs(gx[i])));
+    }
+    for (int l = 0; l < QERR_LIN_COUNT; l++) /* weights before the norms and biases */
+        for (int64_t k = 0; k < 6; k++) {
+            const double w0 = wl[l][k * 5];
+            wl[l][k * 5] = w0 + h;
+            double lp = fd_loss(&b);
+            wl[l][k * 5] = w0 - h;
+            double lm = fd_loss(&b);
+            wl[l][k * 5] = w0;
+            const double g = gw[l][k * 5];
+            worst = fmax(worst, fabs((lp - lm) / (2 * h) - g) / fmax(1.0, fabs(g)));
+        }
+    print_message("block with biases and q/k norms: worst gradient error %.2e\n", worst);
+    assert_true(worst < 1e-6);
+    qerr__block_cache_free_d(b.c);
+    for (int l = 0; l < QERR_LIN_COUNT; l++) {
+        free(wl[l]);
+        free(bl[l]);
+        free(gw[l]);
+    }
+    free(ln1); free(ln2); free(qn); free(kn); free(b.x); free(b.r); free(b.y); free(gx);
+}
+
+/* Block-wise methods: weight-only OmniQuant and CQE+ run on every fixture
+ * (biases and q/k norms in the block engine); FlatQuant and W*A* LET, whose
+ * transforms cannot fold into a bias, run on Llama-3 and Mistral and refuse
+ * the others by name (QERR_E_UNSUPPORTED). */
 static void blockwise_methods(void **state) {
     (void)state;
     TU_REQUIRE_SHARED(shared);
     static const char *const plans[] = {"flatquant:bits=4,a_bits=4,epochs=1",
                                         "omniquant:scope=block,bits=4,group_size=64,epochs=1",
-                                        "cqe:scope=block,bits=4,group_size=64,epochs=1"};
+                                        "cqe:scope=block,bits=4,group_size=64,epochs=1",
+                                        "omniquant:scope=block,bits=4,a_bits=8,epochs=1"};
+    /* plans whose transforms fold into norms and weights, not into biases */
+    static const bool folds[] = {true, false, false, true};
     for (int a = 0; a < NARCH; a++) {
         char *dir = model_dir(shared, ARCHS[a], "config.json");
         int64_t n;
@@ -478,7 +571,7 @@ static void blockwise_methods(void **state) {
         for (size_t p = 0; p < sizeof plans / sizeof plans[0]; p++) {
             qerr_qmodel *q = NULL;
             int rc = qerr_model_quantize(NULL, m, plans[p], NULL, tok, n, 4, CTX, &q);
-            if (extras) {
+            if (extras && folds[p]) {
                 assert_int_equal(rc, QERR_E_UNSUPPORTED);
                 assert_non_null(strstr(qerr_last_error(), a == 3 ? "q_norm" : ".bias"));
                 continue;
@@ -507,6 +600,7 @@ int main(void) {
         cmocka_unit_test(every_tensor_used),
         cmocka_unit_test(sliding_window),
         cmocka_unit_test(block_engine_matches),
+        cmocka_unit_test(block_engine_gradients),
         cmocka_unit_test(blockwise_methods),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

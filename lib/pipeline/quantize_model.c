@@ -402,16 +402,6 @@ int qerr_model_quantize(qerr_ctx *ctx, const qerr_model *m, const char *plan_spe
     QERR_TRY(qerr__config_check_window(&m->cfg, seqlen, fn));
     qerr_plan *plan = NULL;
     QERR_TRY(qerr_plan_parse(&plan, plan_spec));
-    char why[160];
-    if (qerr__plan_is_blockwise(plan) && qerr__config_has_extras(&m->cfg, why, sizeof why)) {
-        int rc = qerr__fail(QERR_E_UNSUPPORTED,
-                            "%s: %s is block-wise and its block engine does not compute a %s; "
-                            "use a layer-wise method (gptq, rtn, quantease, omniquant or cqe "
-                            "with scope=layer)",
-                            fn, plan->method->name, why);
-        qerr_plan_free(plan);
-        return rc;
-    }
     qerr_overrides ov;
     int rc = qerr__overrides_parse(overrides, &ov);
     if (rc != QERR_OK) {

@@ -23,6 +23,19 @@ int qerr__block_config_check(const qerr_block_config *cfg) {
     return QERR_OK;
 }
 
+int qerr__block_refuse_extras(const qerr_block_config *cfg, const char *who) {
+    for (int l = 0; l < QERR_LIN_COUNT; l++)
+        QERR_CHECK(!cfg->bias[l], QERR_E_UNSUPPORTED,
+                   "%s: a block with a %s.bias is not supported (its transforms would have to "
+                   "fold into the bias); use a weight-only block-wise or a layer-wise method",
+                   who, qerr__lin_names[l]);
+    QERR_CHECK(!cfg->qk_norm, QERR_E_UNSUPPORTED,
+               "%s: a block with q/k norms (self_attn.q_norm, self_attn.k_norm) is not "
+               "supported; use a weight-only block-wise or a layer-wise method",
+               who);
+    return QERR_OK;
+}
+
 void qerr__block_linear_shape(const qerr_block_config *cfg, int lin, int64_t *out, int64_t *in) {
     const int64_t qd = cfg->heads * cfg->head_dim, kvd = cfg->kv_heads * cfg->head_dim;
     switch (lin) {

@@ -24,14 +24,17 @@ int TR_(qerr__block_cache_create)(const qerr_block_config *cfg, int64_t batch, i
         w_total += o * i;
     }
     const int64_t qd = cfg->heads * hd, kvd = cfg->kv_heads * hd;
-    /* scratch: GH, GA, GS, GG, GU, GQ, GK, GV, GQI, GKI, GVI, GW */
+    /* scratch: GH, GA, GS, GG, GU, GQ, GK, GV, GQI, GKI, GVI, GW (+ GQN, GKN with q/k norms) */
     int64_t scratch = rows * (cfg->hidden + 2 * maxc + 2 * cfg->inter + 2 * qd + 4 * kvd) + maxw;
+    /* q/k norms: q, k before them and 1/rms per head row, and their backward scratch */
+    const int64_t qkn = cfg->qk_norm ? rows * (qd + kvd + cfg->heads + cfg->kv_heads) : 0;
+    if (cfg->qk_norm) scratch += rows * (qd + kvd);
     int64_t ptotal = batch * cfg->heads * seq * seq;
     QERR_CHECK(ptotal / seq / seq == batch * cfg->heads && ptotal <= ((int64_t)1 << 34),
                QERR_E_NOMEM, "block cache: %lld attention probabilities is too many",
                (long long)ptotal);
     int64_t total = seq * hd + w_total + rows * site_total + 2 * rows + ptotal +
-                    rows * (cfg->hidden + 2 * cfg->inter) + scratch;
+                    rows * (cfg->hidden + 2 * cfg->inter) + qkn + scratch;
     QERR_CHECK(total <= ((int64_t)1 << 36), QERR_E_NOMEM, "block cache: %lld values is too many",
                (long long)total);
     TR_(qerr_block_cache) *c = qerr__calloc(1, sizeof *c);
@@ -65,6 +68,12 @@ int TR_(qerr__block_cache_create)(const qerr_block_config *cfg, int64_t batch, i
     c->h = m; m += rows * cfg->hidden;
     c->g = m; m += rows * cfg->inter;
     c->u = m; m += rows * cfg->inter;
+    if (cfg->qk_norm) {
+        c->qpre = m; m += rows * qd;
+        c->kpre = m; m += rows * kvd;
+        c->rq = m; m += rows * cfg->heads;
+        c->rk = m; m += rows * cfg->kv_heads;
+    }
     c->scratch = m;
     TR_(qerr__rope_table)(seq, hd, cfg->theta, &cfg->rope, c->cos_t, c->sin_t);
     *out = c;
@@ -100,6 +109,16 @@ static int TR_(site_bwd)(TR_(qerr_block_cache) *c, const TR_(qerr_block_hooks) *
                        buf);
 }
 
+/* y [rows, out] += bias of linear `lin` when the block has one. */
+static void TR_(add_bias)(const TR_(qerr_block_cache) *c, const TR_(qerr_block_weights) *w,
+                          int lin, R *y) {
+    if (!c->cfg.bias[lin]) return;
+    int64_t o, i;
+    qerr__block_linear_shape(&c->cfg, lin, &o, &i);
+    for (int64_t r = 0; r < c->rows; r++)
+        for (int64_t j = 0; j < o; j++) y[r * o + j] += w->b[lin][j];
+}
+
 int TR_(qerr__block_forward)(TR_(qerr_block_cache) *c, const TR_(qerr_block_weights) *w,
                              const TR_(qerr_block_hooks) *hk, const R *x, R *y) {
     const qerr_block_config *cfg = &c->cfg;
@@ -119,9 +138,20 @@ int TR_(qerr__block_forward)(TR_(qerr_block_cache) *c, const TR_(qerr_block_weig
     TR_(qerr__rmsnorm_fwd)(rows, hid, x, w->ln1, cfg->eps, c->site_in[QERR_SITE_ATTN_IN], c->r1);
     QERR_TRY(TR_(site_fwd)(c, hk, QERR_SITE_ATTN_IN));
     const R *a1 = c->act[QERR_SITE_ATTN_IN];
-    TR_(qerr__linear_fwd)(rows, hid, qd, a1, W[QERR_LIN_Q], c->site_in[QERR_SITE_Q]);
-    TR_(qerr__linear_fwd)(rows, hid, kvd, a1, W[QERR_LIN_K], c->site_in[QERR_SITE_K]);
+    R *qo = cfg->qk_norm ? c->qpre : c->site_in[QERR_SITE_Q];
+    R *ko = cfg->qk_norm ? c->kpre : c->site_in[QERR_SITE_K];
+    TR_(qerr__linear_fwd)(rows, hid, qd, a1, W[QERR_LIN_Q], qo);
+    TR_(qerr__linear_fwd)(rows, hid, kvd, a1, W[QERR_LIN_K], ko);
     TR_(qerr__linear_fwd)(rows, hid, kvd, a1, W[QERR_LIN_V], c->site_in[QERR_SITE_V]);
+    TR_(add_bias)(c, w, QERR_LIN_Q, qo);
+    TR_(add_bias)(c, w, QERR_LIN_K, ko);
+    TR_(add_bias)(c, w, QERR_LIN_V, c->site_in[QERR_SITE_V]);
+    if (cfg->qk_norm) { /* Qwen3: RMSNorm of every head of q and k, before RoPE */
+        TR_(qerr__rmsnorm_fwd)(rows * cfg->heads, cfg->head_dim, qo, w->qn, cfg->eps,
+                               c->site_in[QERR_SITE_Q], c->rq);
+        TR_(qerr__rmsnorm_fwd)(rows * cfg->kv_heads, cfg->head_dim, ko, w->kn, cfg->eps,
+                               c->site_in[QERR_SITE_K], c->rk);
+    }
     TR_(qerr__rope)(c->batch, c->seq, cfg->heads, cfg->head_dim, c->cos_t, c->sin_t,
                     c->site_in[QERR_SITE_Q], 0);
     TR_(qerr__rope)(c->batch, c->seq, cfg->kv_heads, cfg->head_dim, c->cos_t, c->sin_t,
@@ -134,15 +164,19 @@ int TR_(qerr__block_forward)(TR_(qerr_block_cache) *c, const TR_(qerr_block_weig
                              c->site_in[QERR_SITE_O_IN]);
     QERR_TRY(TR_(site_fwd)(c, hk, QERR_SITE_O_IN));
     TR_(qerr__linear_fwd)(rows, qd, hid, c->act[QERR_SITE_O_IN], W[QERR_LIN_O], c->h);
+    TR_(add_bias)(c, w, QERR_LIN_O, c->h);
     for (int64_t i = 0; i < rows * hid; i++) c->h[i] += x[i];
     TR_(qerr__rmsnorm_fwd)(rows, hid, c->h, w->ln2, cfg->eps, c->site_in[QERR_SITE_MLP_IN], c->r2);
     QERR_TRY(TR_(site_fwd)(c, hk, QERR_SITE_MLP_IN));
     const R *a3 = c->act[QERR_SITE_MLP_IN];
     TR_(qerr__linear_fwd)(rows, hid, ff, a3, W[QERR_LIN_GATE], c->g);
     TR_(qerr__linear_fwd)(rows, hid, ff, a3, W[QERR_LIN_UP], c->u);
+    TR_(add_bias)(c, w, QERR_LIN_GATE, c->g);
+    TR_(add_bias)(c, w, QERR_LIN_UP, c->u);
     TR_(qerr__swiglu_fwd)(rows * ff, c->g, c->u, c->site_in[QERR_SITE_DOWN_IN]);
     QERR_TRY(TR_(site_fwd)(c, hk, QERR_SITE_DOWN_IN));
     TR_(qerr__linear_fwd)(rows, ff, hid, c->act[QERR_SITE_DOWN_IN], W[QERR_LIN_DOWN], y);
+    TR_(add_bias)(c, w, QERR_LIN_DOWN, y);
     for (int64_t i = 0; i < rows * hid; i++) y[i] += c->h[i];
     return QERR_OK;
 }
@@ -182,6 +216,13 @@ int TR_(qerr__block_backward)(TR_(qerr_block_cache) *c, const TR_(qerr_block_wei
     R *GU = GG + rows * ff, *GQ = GU + rows * ff, *GK = GQ + rows * qd, *GV = GK + rows * kvd;
     R *GQI = GV + rows * kvd, *GKI = GQI + rows * qd, *GVI = GKI + rows * kvd;
     R *GW = GVI + rows * kvd;
+    int64_t maxw = 0;
+    for (int l = 0; l < QERR_LIN_COUNT; l++) {
+        int64_t o, i;
+        qerr__block_linear_shape(cfg, l, &o, &i);
+        maxw = o * i > maxw ? o * i : maxw;
+    }
+    R *GQN = GW + maxw, *GKN = GQN + rows * qd; /* cfg->qk_norm only */
     R *t, *tk, *tv;
     memcpy(GH, gy, sizeof(R) * (size_t)(rows * hid));
     /* MLP */
@@ -206,6 +247,15 @@ int TR_(qerr__block_backward)(TR_(qerr_block_cache) *c, const TR_(qerr_block_wei
     QERR_TRY(TR_(site_bwd)(c, hk, QERR_SITE_V, GV, GVI, &tv));
     TR_(qerr__rope)(c->batch, c->seq, cfg->heads, cfg->head_dim, c->cos_t, c->sin_t, t, 1);
     TR_(qerr__rope)(c->batch, c->seq, cfg->kv_heads, cfg->head_dim, c->cos_t, c->sin_t, tk, 1);
+    if (cfg->qk_norm) { /* back through the per-head norms to the projections' outputs */
+        memset(GQN, 0, sizeof(R) * (size_t)(rows * (qd + kvd)));
+        TR_(qerr__rmsnorm_bwd)(rows * cfg->heads, cfg->head_dim, c->qpre, w->qn, c->rq, t, GQN,
+                               NULL);
+        TR_(qerr__rmsnorm_bwd)(rows * cfg->kv_heads, cfg->head_dim, c->kpre, w->kn, c->rk, tk,
+                               GKN, NULL);
+        t = GQN;
+        tk = GKN;
+    }
     memset(GA, 0, sizeof(R) * (size_t)(rows * hid));
     const R *a1 = c->act[QERR_SITE_ATTN_IN];
     QERR_TRY(TR_(lin_back)(c, w, hk, gr, QERR_LIN_Q, a1, t, GA, GW));

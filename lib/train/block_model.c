@@ -10,6 +10,8 @@ void qerr__block_config_from_model(const qerr_model_config *m, qerr_block_config
     b->eps = m->rms_eps;
     b->theta = m->rope.theta;
     b->rope = m->rope;
+    for (int l = 0; l < QERR_LIN_COUNT; l++) b->bias[l] = m->bias[l];
+    b->qk_norm = m->qk_norm;
 }
 
 void qerr__block_weights_from_layer(const qerr_layer_weights *lw, qerr_block_weights_f *w) {
@@ -22,6 +24,9 @@ void qerr__block_weights_from_layer(const qerr_layer_weights *lw, qerr_block_wei
     w->w[QERR_LIN_DOWN] = lw->down;
     w->ln1 = lw->attn_norm;
     w->ln2 = lw->mlp_norm;
+    for (int l = 0; l < QERR_LIN_COUNT; l++) w->b[l] = lw->bias[l];
+    w->qn = lw->q_norm;
+    w->kn = lw->k_norm;
 }
 
 int qerr__block_cache_fit_f(const qerr_block_config *cfg, int64_t batch, int64_t seq,

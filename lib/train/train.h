@@ -21,10 +21,16 @@ typedef struct qerr_block_config {
     int64_t hidden, inter, heads, kv_heads, head_dim;
     double eps, theta;
     qerr_rope rope; /* linear / llama3 scaling (rope.theta == theta); zero: default */
+    bool bias[QERR_LIN_COUNT]; /* linear `l` adds the weights' b[l] */
+    bool qk_norm;              /* per-head RMSNorm of q and k (weights' qn, kn) before RoPE */
 } qerr_block_config;
 
 /* Checks heads % kv_heads, positive sizes and products that fit. */
 int qerr__block_config_check(const qerr_block_config *cfg);
+/* QERR_E_UNSUPPORTED naming `who` and the first bias or q/k norm of the
+ * block, for transforms that cannot carry them (FlatQuant's folds, LET);
+ * QERR_OK when the block has none. */
+int qerr__block_refuse_extras(const qerr_block_config *cfg, const char *who);
 /* Rows and columns of linear `lin` ([out, in]). */
 void qerr__block_linear_shape(const qerr_block_config *cfg, int lin, int64_t *out, int64_t *in);
 

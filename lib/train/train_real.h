@@ -66,6 +66,8 @@ int TR_(qerr__kron_bwd)(int64_t rows, int64_t n1, int64_t n2, const R *p1, const
 typedef struct TR_(qerr_block_weights_s) {
     const R *w[QERR_LIN_COUNT]; /* [out, in] each, QERR_LIN_* order */
     const R *ln1, *ln2;         /* input and post-attention RMSNorm weights */
+    const R *b[QERR_LIN_COUNT]; /* [out] biases: read only where cfg.bias[l] (constants) */
+    const R *qn, *kn;           /* [head_dim] q/k norms: read only with cfg.qk_norm */
 } TR_(qerr_block_weights);
 
 /* Where backward puts weight gradients (+=); NULL = not trainable. */
@@ -102,6 +104,7 @@ typedef struct TR_(qerr_block_cache_s) {
     const R *act[QERR_SITE_COUNT];  /* what the forward used at each site */
     const R *weight[QERR_LIN_COUNT]; /* and for each linear */
     R *r1, *r2;  /* RMSNorm 1/rms per row */
+    R *qpre, *kpre, *rq, *rk; /* cfg.qk_norm: q/k before their norms, 1/rms per head row */
     R *p;        /* attention probabilities */
     R *h;        /* x + attention */
     R *g, *u;    /* gate and up outputs */

@@ -163,6 +163,7 @@ int qerr__flatquant_quantize_block(const qerr_ctx *ctx, const qerr_plan *plan,
     QERR_CHECK(plan && out, QERR_E_INVALID_ARG, "flatquant: NULL plan or output");
     for (int l = 0; l < QERR_LIN_COUNT; l++) out[l] = NULL;
     if (!ctx) ctx = qerr__default_ctx();
+    QERR_TRY(qerr__block_refuse_extras(cfg, "flatquant"));
     qerr_flatquant_opts o;
     QERR_TRY(qerr__flatquant_opts_from_plan(plan, ctx->seed, &o));
     double t0 = qerr__now();

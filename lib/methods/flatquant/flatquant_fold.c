@@ -214,7 +214,7 @@ static int deployed_run(const qerr_block_config *cfg, const qerr_flatquant_folde
         free(d.rowsd);
         return qerr__fail(QERR_E_NOMEM, "flatquant: out of memory");
     }
-    qerr_block_weights_f w;
+    qerr_block_weights_f w = {{NULL}, NULL, NULL, {NULL}, NULL, NULL};
     for (int l = 0; l < QERR_LIN_COUNT; l++) w.w[l] = wq[l];
     w.ln1 = f->ln1;
     w.ln2 = f->ln2;

@@ -45,6 +45,8 @@ int qerr__omq_opts_from_plan(const qerr_plan *p, bool cqe, const qerr_block_conf
     o->let_lr = qerr__plan_double(p, "let_lr");
     o->let_alpha = qerr__plan_double(p, "let_alpha");
     o->let_init_best = qerr__plan_choice(p, "let_init") == 0;
+    if (o->a_bits < 16) /* LET scales fold into norms and weights, not biases */
+        QERR_TRY(qerr__block_refuse_extras(cfg, cqe ? "cqe a_bits < 16" : "omniquant a_bits < 16"));
     if (cqe) {
         static const int map[] = {QERR_CQE_MASK_DIAG, QERR_CQE_MASK_BAND, QERR_CQE_MASK_BLOCK,
                                   QERR_CQE_MASK_DIAG_BLOCK};
