@@ -460,15 +460,6 @@ static void block_engine_matches(void **state) {
     }
 }
 
-static double *rnd_d(int64_t n, uint64_t seed, double scale, double base) {
-    double *v = malloc(sizeof(double) * (size_t)n);
-    float *f = malloc(sizeof(float) * (size_t)n);
-    tu_random(f, n, seed);
-    for (int64_t i = 0; i < n; i++) v[i] = base + scale * f[i];
-    free(f);
-    return v;
-}
-
 typedef struct {
     qerr_block_cache_d *c;
     qerr_block_weights_d w;
@@ -495,18 +486,18 @@ static void block_engine_gradients(void **state) {
     for (int l = 0; l < QERR_LIN_COUNT; l++) {
         int64_t o, i;
         qerr__block_linear_shape(&cfg, l, &o, &i);
-        b.w.w[l] = wl[l] = rnd_d(o * i, 10 + (uint64_t)l, 0.6, 0);
-        b.w.b[l] = bl[l] = rnd_d(o, 30 + (uint64_t)l, 0.3, 0);
+        b.w.w[l] = wl[l] = tu_random_d(o * i, 10 + (uint64_t)l, 0.6, 0);
+        b.w.b[l] = bl[l] = tu_random_d(o, 30 + (uint64_t)l, 0.3, 0);
         gw[l] = calloc((size_t)(o * i), sizeof(double));
     }
-    double *ln1 = rnd_d(8, 20, 0.3, 1), *ln2 = rnd_d(8, 21, 0.3, 1);
-    double *qn = rnd_d(6, 22, 0.3, 1), *kn = rnd_d(6, 23, 0.3, 1);
+    double *ln1 = tu_random_d(8, 20, 0.3, 1), *ln2 = tu_random_d(8, 21, 0.3, 1);
+    double *qn = tu_random_d(6, 22, 0.3, 1), *kn = tu_random_d(6, 23, 0.3, 1);
     b.w.ln1 = ln1;
     b.w.ln2 = ln2;
     b.w.qn = qn;
     b.w.kn = kn;
-    b.x = rnd_d(b.n, 24, 1.0, 0);
-    b.r = rnd_d(b.n, 25, 1.0, 0);
+    b.x = tu_random_d(b.n, 24, 1.0, 0);
+    b.r = tu_random_d(b.n, 25, 1.0, 0);
     b.y = calloc((size_t)b.n, sizeof(double));
     double *gx = calloc((size_t)b.n, sizeof(double));
     assert_int_equal(qerr__block_cache_create_d(&cfg, B, T, &b.c), QERR_OK);

@@ -15,14 +15,6 @@
 static const qerr_block_config CFG = {8, 12, 4, 2, 4, 1e-5, 10000.0};
 enum { B = 2, T = 5, ROWS = B * T };
 
-static double *rnd(int64_t n, uint64_t seed, double scale, double shift) {
-    float *f = malloc(sizeof(float) * (size_t)n);
-    double *d = malloc(sizeof(double) * (size_t)n);
-    tu_random(f, n, seed);
-    for (int64_t i = 0; i < n; i++) d[i] = shift + scale * f[i];
-    free(f);
-    return d;
-}
 
 /* ---- a block in double with optional test hooks -------------------------- */
 typedef struct {
@@ -88,21 +80,21 @@ static void blk_init(blk *b, bool hooked) {
     for (int l = 0; l < QERR_LIN_COUNT; l++) {
         int64_t o, i;
         qerr__block_linear_shape(&CFG, l, &o, &i);
-        b->w[l] = rnd(o * i, 10 + (uint64_t)l, 0.6, 0);
+        b->w[l] = tu_random_d(o * i, 10 + (uint64_t)l, 0.6, 0);
         b->scale[l] = 0.8 + 0.05 * l;
     }
-    b->ln1 = rnd(CFG.hidden, 20, 0.3, 1);
-    b->ln2 = rnd(CFG.hidden, 21, 0.3, 1);
-    b->x = rnd(ROWS * CFG.hidden, 22, 1.0, 0);
-    b->r = rnd(ROWS * CFG.hidden, 23, 1.0, 0);
+    b->ln1 = tu_random_d(CFG.hidden, 20, 0.3, 1);
+    b->ln2 = tu_random_d(CFG.hidden, 21, 0.3, 1);
+    b->x = tu_random_d(ROWS * CFG.hidden, 22, 1.0, 0);
+    b->r = tu_random_d(ROWS * CFG.hidden, 23, 1.0, 0);
     b->y = calloc(ROWS * CFG.hidden, sizeof(double));
     assert_int_equal(qerr__block_cache_create_d(&CFG, B, T, &b->cache), 0);
     b->hooked = hooked;
     for (int s = 0; s < QERR_SITE_COUNT; s++) {
         int64_t n = qerr__block_site_cols(&CFG, s);
         qerr__decompose_dim(n, &b->n1[s], &b->n2[s]);
-        b->p1[s] = rnd(b->n1[s] * b->n1[s], 30 + (uint64_t)s, 0.3, 0);
-        b->p2[s] = rnd(b->n2[s] * b->n2[s], 40 + (uint64_t)s, 0.3, 0);
+        b->p1[s] = tu_random_d(b->n1[s] * b->n1[s], 30 + (uint64_t)s, 0.3, 0);
+        b->p2[s] = tu_random_d(b->n2[s] * b->n2[s], 40 + (uint64_t)s, 0.3, 0);
         for (int64_t k = 0; k < b->n1[s]; k++) b->p1[s][k * (b->n1[s] + 1)] += 1;
         for (int64_t k = 0; k < b->n2[s]; k++) b->p2[s][k * (b->n2[s] + 1)] += 1;
         b->gp1[s] = calloc((size_t)(b->n1[s] * b->n1[s]), sizeof(double));

@@ -21,6 +21,17 @@ void tu_random(float *x, int64_t n, uint64_t seed) {
     for (int64_t i = 0; i < n; i++) x[i] = (float)(2 * unif(&seed) - 1);
 }
 
+double *tu_random_d(int64_t n, uint64_t seed, double scale, double shift) {
+    float *f = malloc(sizeof(float) * (size_t)n);
+    double *d = malloc(sizeof(double) * (size_t)n);
+    assert_non_null(f);
+    assert_non_null(d);
+    tu_random(f, n, seed);
+    for (int64_t i = 0; i < n; i++) d[i] = shift + scale * f[i];
+    free(f);
+    return d;
+}
+
 float *tu_correlated_rows(int64_t n_rows, int64_t cols, double strength, uint64_t seed) {
     float *A = malloc(sizeof(float) * (size_t)(cols * cols));
     float *Z = malloc(sizeof(float) * (size_t)(n_rows * cols));

@@ -12,6 +12,8 @@
 
 /* Uniform [-1, 1) floats from a seeded generator. */
 void tu_random(float *x, int64_t n, uint64_t seed);
+/* n doubles shift + scale * (the float values tu_random gives); caller frees. */
+double *tu_random_d(int64_t n, uint64_t seed, double scale, double shift);
 /* n_rows activation rows with correlated columns: X = Z A, Z Gaussian,
  * A = I + strength * random (cols x cols); rows x cols row-major. */
 float *tu_correlated_rows(int64_t n_rows, int64_t cols, double strength, uint64_t seed);
