@@ -32,7 +32,10 @@ static const cli_optdef options[] = {
      "also measure these GGUF files (libqerr's or llama.cpp's) on the same windows", ""},
     /* where the result goes, and in what form */
     {"out", NULL, "FILE", "where to write the result (required)", NULL},
-    {"format", NULL, "qerr|gguf", "what --out is: a .qerr container or a GGUF file for llama.cpp",
+    {"format", NULL, "qerr|gguf|gptq|gptq_v2",
+     "what --out is: a .qerr container, a GGUF file for llama.cpp, or a GPTQ checkpoint "
+     "directory for transformers, vLLM, ExLlamaV2 (gptq: zero points stored minus one, "
+     "gptq_v2: as is)",
      "qerr"},
     {"type", NULL, "TYPE",
      "GGUF file type: F32, F16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q2_K, Q3_K_M, Q4_K_M, Q5_K_M, "

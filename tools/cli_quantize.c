@@ -1,5 +1,6 @@
 /* `qerr quantize`: calibrate and quantize a model, print a per-tensor table,
- * write a .qerr container or a GGUF file for llama.cpp. */
+ * write a .qerr container, a GGUF file for llama.cpp or a GPTQ checkpoint
+ * directory. */
 #include "cli.h"
 
 #include <inttypes.h>
@@ -23,10 +24,13 @@ int cli_cmd_quantize(int argc, char **argv) {
     cli_command cmd = {
         "quantize", "--model DIR --out FILE.qerr [--calib TOKENS] [--plan SPEC] [...]",
         "Calibrate and quantize every linear layer of a model in true-sequential order,\n"
-        "print a table of the quantized tensors and write them to a .qerr container.",
+        "print a table of the quantized tensors and write them to a .qerr container,\n"
+        "a GGUF file or a GPTQ checkpoint directory.",
         "example:\n"
         "  qerr quantize --model DIR --plan gptq:bits=3,group_size=128 \\\n"
         "      --override 'model.layers.0.*=gptq:bits=4,group_size=128' --out w3.qerr\n"
+        "  qerr quantize --model DIR --plan gptq:bits=4,group_size=128,symmetric=1,act_order=1 \\\n"
+        "      --format gptq --out model-gptq-4bit\n"
         "  qerr quantize --model DIR --format gguf --type Q4_K_M --out model-q4_k_m.gguf\n"
         "With --format gguf, --plan and --override are not used: the ggml method runs on\n"
         "each tensor's type in the file type's mix (qerr_gguf_quantize).\n",
@@ -48,8 +52,9 @@ int cli_cmd_quantize(int argc, char **argv) {
         !cli_int("threads", cli_get(&cmd, "threads"), 0, 4096, &threads))
         return CLI_USAGE;
     const char *format = cli_get(&cmd, "format");
-    if (strcmp(format, "qerr") != 0 && strcmp(format, "gguf") != 0) {
-        fprintf(stderr, "qerr quantize: --format must be qerr or gguf\n");
+    const bool gptq = strcmp(format, "gptq") == 0 || strcmp(format, "gptq_v2") == 0;
+    if (strcmp(format, "qerr") != 0 && strcmp(format, "gguf") != 0 && !gptq) {
+        fprintf(stderr, "qerr quantize: --format must be qerr, gguf, gptq or gptq_v2\n");
         return CLI_USAGE;
     }
     if (strcmp(format, "gguf") == 0) return cli_quantize_gguf(&cmd);
@@ -107,12 +112,18 @@ int cli_cmd_quantize(int argc, char **argv) {
         cli_fail("cannot set metadata", rc);
         goto done;
     }
-    if ((rc = qerr_qmodel_save(q, out_path)) != QERR_OK) {
+    if (gptq && (rc = qerr_export_gptq(m, q, out_path, format)) != QERR_OK) {
+        cli_fail("cannot write the GPTQ checkpoint", rc);
+        goto done;
+    }
+    if (!gptq && (rc = qerr_qmodel_save(q, out_path)) != QERR_OK) {
         cli_fail("cannot write the container", rc);
         goto done;
     }
     struct stat st;
-    double mib = stat(out_path, &st) == 0 ? (double)st.st_size / 1048576.0 : 0.0;
+    char weights[4096];
+    snprintf(weights, sizeof weights, "%s%s", out_path, gptq ? "/model.safetensors" : "");
+    double mib = stat(weights, &st) == 0 ? (double)st.st_size / 1048576.0 : 0.0;
     char took[32];
     cli_format_seconds(seconds, took, sizeof took);
     printf("\nquantized %d tensors in %s, %.3f bits/weight; wrote %s (%.2f MiB)\n",

@@ -50,6 +50,24 @@ QERR_API int qerr_gguf_quantize(qerr_ctx *ctx, const qerr_model *m, const char *
 QERR_API int qerr_gguf_save(const qerr_model *m, const qerr_qmodel *q, const char *type,
                             const char *mix, const char *path);
 
+/* ---- GPTQ checkpoints (transformers, vLLM, ExLlamaV2) -------------------- */
+/* Write `m` with the linear layers quantized in `q` to the directory `dir`
+ * as a GPTQ checkpoint that transformers, vLLM, ExLlamaV2, AutoGPTQ and
+ * GPTQModel load: model.safetensors with qweight / qzeros / scales (float16)
+ * / g_idx for every quantized linear layer and every other tensor (biases
+ * included) in the dtype it had in the model's files; config.json with
+ * "quantization_config"; quantize_config.json; the tokenizer and generation
+ * files of the model's directory copied. checkpoint_format is "gptq" (zero
+ * points stored minus one; NULL means this) or "gptq_v2" (stored as is).
+ * `q` must quantize every decoder linear layer (lm_head optionally) with
+ * one bits value in {2, 3, 4, 8} and one group size, without outliers or
+ * learned transforms; anything else is refused naming the tensor. The
+ * directory is written under a temporary name and renamed into place; `dir`
+ * must not exist or be empty. qerr_model_load reads it back. See
+ * docs/gptq-checkpoints.md. */
+QERR_API int qerr_export_gptq(const qerr_model *m, const qerr_qmodel *q, const char *dir,
+                              const char *checkpoint_format);
+
 #ifdef __cplusplus
 }
 #endif

@@ -44,9 +44,13 @@ bool qerr__utf8_valid(const uint8_t *s, size_t n);
 #define QERR_ST_MAX_HEADER ((uint64_t)100 << 20) /* as Hugging Face's reader */
 #define QERR_ST_MAX_DIM ((int64_t)1 << 40)
 
+/* safetensors I32 (GPTQ packed tensors): an st entry dtype only, never a
+ * qerr_tensor dtype (qerr__st_to_f32 converts it by value). */
+#define QERR__DTYPE_I32 100
+
 typedef struct qerr_st_entry {
     char *name;
-    int dtype; /* QERR_DTYPE_* */
+    int dtype; /* QERR_DTYPE_* or QERR__DTYPE_I32 */
     int ndim;
     int64_t shape[QERR_MAX_DIMS];
     int64_t numel;

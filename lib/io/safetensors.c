@@ -17,14 +17,15 @@ static int dtype_from_name(const char *what, const char *tensor, const char *s, 
     if (strcmp(s, "F32") == 0) *dtype = QERR_DTYPE_F32;
     else if (strcmp(s, "F16") == 0) *dtype = QERR_DTYPE_F16;
     else if (strcmp(s, "BF16") == 0) *dtype = QERR_DTYPE_BF16;
+    else if (strcmp(s, "I32") == 0) *dtype = QERR__DTYPE_I32;
     else {
-        static const char *const known[] = {"F64", "I64", "I32", "I16", "I8", "U8", "U16",
+        static const char *const known[] = {"F64", "I64", "I16", "I8", "U8", "U16",
                                             "U32", "U64", "BOOL", "F8_E4M3", "F8_E5M2"};
         for (size_t i = 0; i < sizeof known / sizeof known[0]; i++)
             if (strcmp(s, known[i]) == 0)
                 return qerr__fail(QERR_E_UNSUPPORTED,
-                                  "%s: tensor '%.128s' has dtype %s; only F32, F16 and BF16 "
-                                  "are supported",
+                                  "%s: tensor '%.128s' has dtype %s; only F32, F16, BF16 "
+                                  "(and I32 for GPTQ packed tensors) are supported",
                                   what, tensor, s);
         return qerr__fail(QERR_E_FORMAT, "%s: tensor '%.128s' has unknown dtype '%.32s'", what,
                           tensor, s);
@@ -77,7 +78,7 @@ static int parse_entry(const char *what, const char *name, const qerr_json *v,
                "%s: tensor '%.128s': data_offsets [%lld, %lld] lie outside the %llu-byte data "
                "section",
                what, name, (long long)b, (long long)en, (unsigned long long)data_len);
-    uint64_t want = numel * qerr_dtype_size(e->dtype);
+    uint64_t want = numel * (e->dtype == QERR__DTYPE_I32 ? 4 : qerr_dtype_size(e->dtype));
     QERR_CHECK(want == (uint64_t)(en - b), QERR_E_FORMAT,
                "%s: tensor '%.128s': shape needs %llu bytes but data_offsets span %llu", what,
                name, (unsigned long long)want, (unsigned long long)(en - b));
@@ -264,6 +265,14 @@ void qerr__st_to_f32(const qerr_st_entry *e, float *dst) {
     /* memcpy first: the data may be unaligned inside the mapping. */
     if (e->dtype == QERR_DTYPE_F32) {
         memcpy(dst, e->data, (size_t)e->numel * sizeof(float));
+        return;
+    }
+    if (e->dtype == QERR__DTYPE_I32) {
+        for (int64_t i = 0; i < e->numel; i++) {
+            int32_t v;
+            memcpy(&v, e->data + 4 * i, sizeof v);
+            dst[i] = (float)v;
+        }
         return;
     }
     for (int64_t i = 0; i < e->numel; i++) {

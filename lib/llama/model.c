@@ -6,6 +6,8 @@
 #include "gguf_arch.h"
 #include "../io/gguf.h"
 
+#include "gptq_read.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -75,28 +77,36 @@ void qerr__model_layer(const qerr_model *m, int64_t l, qerr_layer_weights *w) {
     if (!m->cfg.qk_norm) w->q_norm = w->k_norm = NULL;
 }
 
-static int add_entry(qerr_model *m, int cap, const char *name, qerr_tensor *t, bool alias) {
+int qerr__model_add(qerr_model *m, int cap, const char *name, qerr_tensor *t, bool alias) {
     QERR_CHECK(m->n < cap, QERR_E_INTERNAL, "qerr_model_load: entry table overflow");
     char *copy = strdup(name);
     if (!copy) {
         if (!alias) qerr_tensor_free(t);
         return qerr__fail(QERR_E_NOMEM, "qerr_model_load: out of memory");
     }
-    m->entries[m->n++] = (qerr_model_entry){copy, t, alias};
+    m->entries[m->n++] = (qerr_model_entry){copy, t, alias, t->dtype};
     return QERR_OK;
 }
 
-/* Copy every tensor of one shard into the model as float32. */
-static int take_shard(qerr_model *m, int cap, const qerr_st_file *f, const char *path) {
+/* Copy every tensor of one shard into the model as float32 (the parts of
+ * GPTQ modules are left to qerr__gptq_load). */
+static int take_shard(qerr_model *m, int cap, const qerr_st_file *f, const char *path,
+                      bool gptq) {
     for (int i = 0; i < f->n; i++) {
         const qerr_st_entry *e = &f->entries[i];
+        if (gptq && qerr__gptq_is_part(e->name)) continue;
+        QERR_CHECK(e->dtype != QERR__DTYPE_I32, QERR_E_UNSUPPORTED,
+                   "qerr_model_load: tensor '%.128s' in %s has dtype I32 (only GPTQ checkpoints "
+                   "hold integer tensors, as .qweight/.qzeros/.g_idx)",
+                   e->name, path);
         QERR_CHECK(qerr__model_find(m, e->name) < 0, QERR_E_FORMAT,
                    "qerr_model_load: tensor '%.128s' appears twice (again in %s)", e->name,
                    path);
         qerr_tensor *t;
         QERR_TRY(qerr_tensor_create(&t, QERR_DTYPE_F32, e->ndim, e->shape));
         qerr__st_to_f32(e, t->data);
-        QERR_TRY(add_entry(m, cap, e->name, t, false));
+        QERR_TRY(qerr__model_add(m, cap, e->name, t, false));
+        m->entries[m->n - 1].file_dtype = e->dtype;
     }
     return QERR_OK;
 }
@@ -133,8 +143,9 @@ static int shard_names(const qerr_json *idx, const char *what, const char ***nam
     return QERR_OK;
 }
 
-static int load_weights(qerr_model *m, const char *dir, int *cap, qerr_st_file **meta_src,
-                        qerr_st_file *files, int max_files, int *nfiles) {
+static int load_weights(qerr_model *m, const char *dir, const qerr_gptq_cfg *gptq, int *cap,
+                        qerr_st_file **meta_src, qerr_st_file *files, int max_files,
+                        int *nfiles) {
     char *index_path;
     QERR_TRY(join_path(&index_path, dir, "model.safetensors.index.json"));
     const char **names = NULL;
@@ -175,7 +186,9 @@ static int load_weights(qerr_model *m, const char *dir, int *cap, qerr_st_file *
         m->entries = qerr__calloc((size_t)*cap, sizeof *m->entries);
         if (!m->entries) rc = qerr__fail(QERR_E_NOMEM, "qerr_model_load: out of memory");
     }
-    for (int s = 0; rc == QERR_OK && s < *nfiles; s++) rc = take_shard(m, *cap, &files[s], names[s]);
+    for (int s = 0; rc == QERR_OK && s < *nfiles; s++)
+        rc = take_shard(m, *cap, &files[s], names[s], gptq->on);
+    if (rc == QERR_OK && gptq->on) rc = qerr__gptq_load(m, *cap, gptq, dir, files, *nfiles);
     if (rc == QERR_OK && *nfiles > 0) *meta_src = &files[0];
     if (names != (const char **)single) free(names);
     qerr__json_free(idx);
@@ -297,8 +310,10 @@ static int tie_embeddings(qerr_model *m, int cap, const qerr_st_file *meta) {
     const char *said = qerr__st_meta(meta, EMBED);
     bool tied = m->cfg.tied || (said && strcmp(said, HEAD) == 0);
     if (!tied) return QERR_OK; /* check_tensors names the missing one */
-    if (e >= 0) return add_entry(m, cap, HEAD, m->entries[e].t, true);
-    if (h >= 0) return add_entry(m, cap, EMBED, m->entries[h].t, true);
+    int src = e >= 0 ? e : h;
+    if (src < 0) return QERR_OK;
+    QERR_TRY(qerr__model_add(m, cap, e >= 0 ? HEAD : EMBED, m->entries[src].t, true));
+    m->entries[m->n - 1].file_dtype = m->entries[src].file_dtype;
     return QERR_OK;
 }
 
@@ -309,10 +324,14 @@ static int read_dir(qerr_model *m, const char *dir) {
     uint8_t *text = NULL;
     size_t len = 0;
     qerr_json *cj = NULL;
-    int rc = join_path(&cfg_path, dir, "config.json");
+    qerr_gptq_cfg gptq = {0};
+    m->dir = strdup(dir);
+    int rc = m->dir ? join_path(&cfg_path, dir, "config.json")
+                    : qerr__fail(QERR_E_NOMEM, "%s: out of memory", fn);
     if (rc == QERR_OK) rc = qerr__read_file(cfg_path, &text, &len, MAX_CONFIG_BYTES);
     if (rc == QERR_OK) rc = qerr__json_parse((const char *)text, len, cfg_path, &cj);
     if (rc == QERR_OK) rc = qerr__config_from_json(cj, cfg_path, &m->cfg);
+    if (rc == QERR_OK) rc = qerr__gptq_cfg_read(dir, cj, &gptq);
     free(text);
     free(cfg_path);
     qerr__json_free(cj);
@@ -324,7 +343,8 @@ static int read_dir(qerr_model *m, const char *dir) {
         files = qerr__calloc(MAX_SHARDS, sizeof *files);
         if (!files) rc = qerr__fail(QERR_E_NOMEM, "%s: out of memory", fn);
     }
-    if (rc == QERR_OK) rc = load_weights(m, dir, &cap, &meta, files, MAX_SHARDS, &nfiles);
+    if (rc == QERR_OK)
+        rc = load_weights(m, dir, &gptq, &cap, &meta, files, MAX_SHARDS, &nfiles);
     if (rc == QERR_OK) rc = tie_embeddings(m, cap, meta);
     for (int s = 0; s < nfiles; s++) qerr__st_close(&files[s]);
     free(files);
@@ -366,6 +386,7 @@ void qerr_model_free(qerr_model *m) {
         free(m->entries[i].name);
     }
     free(m->entries);
+    free(m->dir);
     free(m);
 }
 

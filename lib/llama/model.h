@@ -54,6 +54,7 @@ typedef struct qerr_model_entry {
     char *name;
     qerr_tensor *t; /* F32, owned unless `alias` */
     bool alias;     /* shares the tensor of another entry (tied embeddings) */
+    int file_dtype; /* QERR_DTYPE_* it had in the file (what writers keep) */
 } qerr_model_entry;
 
 /* Borrowed float32 weights of one decoder layer (row-major [out, in]). */
@@ -80,12 +81,16 @@ typedef struct qerr_layer_rt_ops {
 
 struct qerr_model_s {
     qerr_model_config cfg;
+    char *dir; /* directory it was loaded from (config, tokenizer files) */
     int n;
     qerr_model_entry *entries;
     qerr_layer_rt **rt; /* [layers] or NULL; rt[l] NULL = plain float layer */
     const qerr_layer_rt_ops *rt_ops; /* set with rt */
 };
 
+/* Append an entry (name copied; t owned unless alias, freed on failure);
+ * cap is the size of m->entries. file_dtype starts as t's dtype. */
+int qerr__model_add(qerr_model *m, int cap, const char *name, qerr_tensor *t, bool alias);
 /* Entry index by name, or -1. */
 int qerr__model_find(const qerr_model *m, const char *name);
 /* Float32 data of a named tensor, NULL if absent. */
