@@ -347,6 +347,139 @@ static void refuses_what_gptq_cannot_hold(void **state) {
     unload(&f);
 }
 
+/* ---- bad checkpoints ----------------------------------------------------- */
+typedef struct {
+    const char *cfg_from, *cfg_to; /* config.json text substitution, or NULL */
+    const char *drop;              /* tensor left out */
+    const char *reshape;           /* tensor whose first... */
+    int64_t shape[2];              /* ...gets this 2-D shape (data cut or zero-padded) */
+    const char *swap;              /* int32 tensor whose first and last values swap */
+    int64_t cut;                   /* bytes cut from the end of model.safetensors */
+} damage;
+
+typedef struct {
+    const qerr_st_file *f;
+    int *src; /* entry index of each written tensor */
+    const damage *d;
+} copy_ctx;
+
+static int copy_fill(void *user, int index, uint8_t *dst, size_t nbytes) {
+    const copy_ctx *c = user;
+    const qerr_st_entry *e = &c->f->entries[c->src[index]];
+    memset(dst, 0, nbytes);
+    memcpy(dst, e->data, nbytes < e->nbytes ? nbytes : e->nbytes);
+    if (c->d->swap && strcmp(e->name, c->d->swap) == 0) {
+        int32_t a, b;
+        memcpy(&a, dst, 4);
+        memcpy(&b, dst + nbytes - 4, 4);
+        memcpy(dst, &b, 4);
+        memcpy(dst + nbytes - 4, &a, 4);
+    }
+    return QERR_OK;
+}
+
+static char *damaged_copy(const char *good, const damage *d) {
+    char *dir = mt_tempdir();
+    char *cfg = read_text(good, "config.json");
+    if (d->cfg_from) {
+        char *at = strstr(cfg, d->cfg_from);
+        if (!at) fail_msg("config.json lacks %s", d->cfg_from);
+        size_t n = strlen(cfg) + strlen(d->cfg_to) + 1;
+        char *out = malloc(n);
+        snprintf(out, n, "%.*s%s%s", (int)(at - cfg), cfg, d->cfg_to, at + strlen(d->cfg_from));
+        free(cfg);
+        cfg = out;
+    }
+    mt_write(dir, "config.json", cfg, strlen(cfg));
+    free(cfg);
+    char path[1200];
+    snprintf(path, sizeof path, "%s/model.safetensors", good);
+    qerr_st_file f;
+    assert_int_equal(qerr__st_open(path, &f), QERR_OK);
+    qerr_st_out *out = calloc((size_t)f.n, sizeof *out);
+    int *src = calloc((size_t)f.n, sizeof *src), n = 0;
+    for (int i = 0; i < f.n; i++) {
+        const qerr_st_entry *e = &f.entries[i];
+        if (d->drop && strcmp(e->name, d->drop) == 0) continue;
+        static const char *const words[] = {"", "F32", "F16", "BF16"};
+        out[n] = (qerr_st_out){e->name, e->dtype == QERR__DTYPE_I32 ? "I32" : words[e->dtype],
+                               e->ndim, {e->shape[0], e->shape[1], 0, 0}};
+        if (d->reshape && strcmp(e->name, d->reshape) == 0) {
+            out[n].shape[0] = d->shape[0];
+            out[n].shape[1] = d->shape[1];
+        }
+        src[n++] = i;
+    }
+    copy_ctx c = {&f, src, d};
+    snprintf(path, sizeof path, "%s/model.safetensors", dir);
+    assert_int_equal(qerr__st_write(path, out, n, copy_fill, &c), QERR_OK);
+    qerr__st_close(&f);
+    free(out);
+    free(src);
+    if (d->cut) {
+        struct stat st;
+        assert_int_equal(stat(path, &st), 0);
+        assert_int_equal(truncate(path, st.st_size - d->cut), 0);
+    }
+    return dir;
+}
+
+static void expect_bad(const char *good, damage d, int code, const char *names, const char *says) {
+    char *dir = damaged_copy(good, &d);
+    qerr_model *m = NULL;
+    int rc = qerr_model_load(&m, dir);
+    if (rc != code || !strstr(qerr_last_error(), names) || !strstr(qerr_last_error(), says))
+        fail_msg("expected %d naming '%s' saying '%s', got %d: %s", code, names, says, rc,
+                 qerr_last_error());
+    print_message("  refused: %s\n", qerr_last_error());
+    assert_null(m);
+    const char *files[] = {"config.json", "model.safetensors"};
+    mt_rmdir(dir, files, 2);
+}
+
+static void bad_checkpoints_are_refused_by_name(void **state) {
+    (void)state;
+    TU_REQUIRE_SHARED(data);
+    fixture f;
+    load(&f, data, "tiny-llama");
+    qerr_qmodel *q = quantize(&f, "rtn:bits=4,group_size=128,symmetric=1", "");
+    char *base = mt_tempdir(), *good = out_dir(base);
+    assert_int_equal(qerr_export_gptq(f.m, q, good, "gptq"), QERR_OK);
+    const char *L1 = "model.layers.1.self_attn.o_proj", *L3 = "model.layers.3.self_attn.k_proj";
+    char name[256];
+    expect_bad(good, (damage){"\"bits\": 4", "\"bits\": 5"}, QERR_E_UNSUPPORTED, "config.json",
+               "bits 5");
+    expect_bad(good, (damage){"\"bits\": 4", "\"bits\": \"4\""}, QERR_E_FORMAT, "config.json",
+               "\"bits\"");
+    expect_bad(good, (damage){"\"group_size\": 128", "\"group_size\": 64"}, QERR_E_FORMAT,
+               ".scales'", "contradicts");
+    expect_bad(good, (damage){"\"quant_method\": \"gptq\"", "\"quant_method\": \"awq\""},
+               QERR_E_UNSUPPORTED, "config.json", "\"awq\"");
+    expect_bad(good, (damage){"\"checkpoint_format\": \"gptq\"", "\"checkpoint_format\": \"x\""},
+               QERR_E_UNSUPPORTED, "config.json", "checkpoint_format");
+    snprintf(name, sizeof name, "%s.g_idx", L3);
+    expect_bad(good, (damage){"\"desc_act\": false", "\"desc_act\": true", name}, QERR_E_FORMAT,
+               name, "missing");
+    expect_bad(good, (damage){.swap = name}, QERR_E_FORMAT, name, "desc_act is false");
+    expect_bad(good, (damage){.drop = "model.layers.2.mlp.up_proj.scales"}, QERR_E_FORMAT,
+               "model.layers.2.mlp.up_proj.scales", "missing");
+    expect_bad(good, (damage){.drop = "model.layers.0.mlp.gate_proj.qweight"}, QERR_E_FORMAT,
+               "'model.layers.0.mlp.gate_proj.qweight'", "has no");
+    snprintf(name, sizeof name, "%s.qzeros", L1);
+    expect_bad(good, (damage){.reshape = name, .shape = {2, 16}}, QERR_E_FORMAT, name, "need [2, 32]");
+    snprintf(name, sizeof name, "%s.qweight", L1);
+    expect_bad(good, (damage){.reshape = name, .shape = {16, 256}}, QERR_E_FORMAT, L1, "groups");
+    snprintf(name, sizeof name, "%s.scales", L1);
+    expect_bad(good, (damage){.reshape = name, .shape = {2, 128}}, QERR_E_FORMAT, name, "outputs");
+    expect_bad(good, (damage){.cut = 100}, QERR_E_FORMAT, "model.safetensors", "");
+    rm_ckpt(good);
+    free(good);
+    rmdir(base);
+    free(base);
+    qerr_qmodel_free(q);
+    unload(&f);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(pack_matches_bit_by_bit),
@@ -355,6 +488,7 @@ int main(void) {
         cmocka_unit_test(round_trip_act_order),
         cmocka_unit_test(biases_round_trip),
         cmocka_unit_test(refuses_what_gptq_cannot_hold),
+        cmocka_unit_test(bad_checkpoints_are_refused_by_name),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
