@@ -145,10 +145,12 @@ _SIGNATURES = {
     "qerr_gguf_quantize": (S, [H, H, c_char_p, c_char_p, c_char_p, POINTER(c_uint32), c_int64,
                                c_int64, c_int64, PH]),
     "qerr_gguf_save": (S, [H, H, c_char_p, c_char_p, c_char_p]),
+    "qerr_export_gptq": (S, [H, H, c_char_p, c_char_p]),
 }
 
 # Functions the core needs; their absence means this is not libqerr.
-_MODEL_PREFIXES = ("qerr_model_", "qerr_qmodel_", "qerr_tokens_", "qerr_free", "qerr_gguf_")
+_MODEL_PREFIXES = ("qerr_model_", "qerr_qmodel_", "qerr_tokens_", "qerr_free", "qerr_gguf_",
+                   "qerr_export_")
 
 
 class _Lib:

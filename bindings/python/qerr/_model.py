@@ -189,6 +189,15 @@ class Model(_Handle):
         lib.qerr_model_apply(self._h, qmodel._h)
         return self
 
+    def export_gptq(self, qmodel: QModel, directory: PathLike,
+                    checkpoint_format: str = "gptq") -> PathLike:
+        """Write this model with the linear layers quantized in `qmodel` as a
+        GPTQ checkpoint directory (transformers, vLLM, ExLlamaV2, GPTQModel);
+        checkpoint_format "gptq" (v1) or "gptq_v2". Model.load reads it back."""
+        require("qerr_export_gptq")(self._h, qmodel._h, _path(directory),
+                                     _b(checkpoint_format))
+        return directory
+
     def quantize(self, tokens: ArrayLike, plan: Union[str, Plan],
                  overrides: Optional[str] = None, nsamples: int = 128, seqlen: int = 256,
                  threads: Optional[int] = None, seed: int = 0,

@@ -120,3 +120,28 @@ def test_progress_fraction_never_goes_back(stories):
     assert all(0.0 <= f <= 1.0 for f in fractions)
     assert all(b >= a for a, b in zip(fractions, fractions[1:])), seen
     assert fractions[-1] == pytest.approx(1.0)
+
+
+def test_export_gptq_reads_back(tmp_path):
+    tiny = DATA / "tiny-llama"
+    calib = qerr.read_tokens(tiny / "calib.u32")
+    with qerr.Model.load(tiny) as m:
+        q = qerr.quantize_model(m, calib, "rtn:bits=4,group_size=128,symmetric=1",
+                                nsamples=4, seqlen=64)
+        out = tmp_path / "gptq"
+        m.export_gptq(q, out)
+        cfg = (out / "config.json").read_text()
+        assert '"quant_method": "gptq"' in cfg and '"bits": 4' in cfg
+        name = "model.layers.0.mlp.down_proj.weight"
+        want = q[name].dequantize()
+        with qerr.Model.load(out) as back:
+            got = back.tensor(name)
+        # the checkpoint stores scales in float16: the weights differ from the
+        # float32-scale result by at most that rounding
+        np.testing.assert_allclose(got, want, rtol=1e-3, atol=1e-6)
+        with pytest.raises(qerr.QerrError) as e:
+            m.export_gptq(q, out)  # never overwrites a checkpoint
+        assert e.value.code == qerr.E_IO
+        with pytest.raises(qerr.QerrError) as e:
+            m.export_gptq(q, tmp_path / "v3", "gptq_v3")
+        assert e.value.code == qerr.E_INVALID_ARG

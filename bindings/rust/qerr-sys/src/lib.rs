@@ -224,4 +224,6 @@ extern "C" {
                               out: *mut *mut qerr_qmodel) -> c_int;
     pub fn qerr_gguf_save(m: *const qerr_model, q: *const qerr_qmodel, type_: *const c_char,
                           mix: *const c_char, path: *const c_char) -> c_int;
+    pub fn qerr_export_gptq(m: *const qerr_model, q: *const qerr_qmodel, dir: *const c_char,
+                            checkpoint_format: *const c_char) -> c_int;
 }

@@ -113,6 +113,20 @@ impl Model {
         check(unsafe { ffi::qerr_model_apply(self.m.as_ptr(), q.q.as_ptr()) })?;
         Ok(())
     }
+
+    /// Write this model with the linear layers quantized in `q` as a GPTQ
+    /// checkpoint directory (transformers, vLLM, ExLlamaV2, GPTQModel);
+    /// `checkpoint_format` is "gptq" (v1) or "gptq_v2". `Model::load` reads
+    /// it back. `dir` must not exist or be empty.
+    pub fn export_gptq(&self, q: &QModel, dir: impl AsRef<Path>, checkpoint_format: &str)
+                       -> Result<()> {
+        let d = cpath(dir.as_ref())?;
+        let f = cstring(checkpoint_format)?;
+        check(unsafe {
+            ffi::qerr_export_gptq(self.m.as_ptr(), q.q.as_ptr(), d.as_ptr(), f.as_ptr())
+        })?;
+        Ok(())
+    }
 }
 
 impl Drop for Model {

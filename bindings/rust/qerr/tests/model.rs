@@ -65,6 +65,37 @@ fn quantize_model_save_load_apply() {
 }
 
 #[test]
+fn export_gptq_reads_back() {
+    let d = match data() {
+        Some(d) => d,
+        None => return,
+    };
+    let m = Model::load(d.join("tiny-llama")).unwrap();
+    let calib = qerr::read_tokens(d.join("tiny-llama/calib.u32")).unwrap();
+    let q = qerr::quantize_model(None, &m, "rtn:bits=8,group_size=128,symmetric=1", None, &calib,
+                                 4, 64).unwrap();
+    let dir = std::env::temp_dir().join(format!("qerr-rs-gptq-{}", std::process::id()));
+    m.export_gptq(&q, &dir, "gptq_v2").unwrap();
+    let cfg = std::fs::read_to_string(dir.join("config.json")).unwrap();
+    assert!(cfg.contains("\"checkpoint_format\": \"gptq_v2\""), "{}", cfg);
+    let back = Model::load(&dir).unwrap();
+    let name = "model.layers.2.self_attn.v_proj.weight";
+    let (shape, got) = back.tensor(name).unwrap();
+    let want = q.get(name).unwrap().dequantize().unwrap();
+    assert_eq!(shape, vec![128, 256]);
+    // scales are stored in float16: at most that rounding apart
+    for (a, b) in got.iter().zip(want.iter()) {
+        assert!((a - b).abs() <= 1e-3 * b.abs() + 1e-6, "{} vs {}", a, b);
+    }
+    let again = m.export_gptq(&q, &dir, "gptq_v2").unwrap_err();
+    assert_eq!(again.code(), status::E_IO);
+    for f in ["model.safetensors", "config.json", "quantize_config.json"] {
+        std::fs::remove_file(dir.join(f)).unwrap();
+    }
+    std::fs::remove_dir(&dir).unwrap();
+}
+
+#[test]
 fn qmodel_takes_results_over() {
     let w = common::Rng::new(1).normals(8 * 16);
     let r = qerr::quantize(&Plan::parse("rtn").unwrap(), Matrix::f32(&w, 8, 16).unwrap(), None)
