@@ -41,6 +41,9 @@ if len(sys.argv) != 3:
     sys.exit(__doc__)
 BUILD, DATA = Path(sys.argv[1]), Path(sys.argv[2])
 MODEL = DATA / "tiny-llama"
+if not (MODEL / "model.safetensors").is_file():
+    print(f"SKIP: {MODEL} is absent")
+    sys.exit(SKIP)
 
 # ---- safetensors in plain Python (the peers' own reader is not installed) --
 DT = {"F32": (torch.float32, 4), "F16": (torch.float16, 2), "BF16": (torch.bfloat16, 2),
@@ -271,6 +274,13 @@ def run():
                         got = qerr_weights(d)
                         ok = all(bits_equal(got[k], expect[k].reshape(-1)) for k in expect)
                         check(ok, f"reference-packed {fmt} {tag}: libqerr reads the weights")
+                        shutil.rmtree(d)
+                    if seed == 1:  # control: the comparison can fail
+                        d = tmp / "control"
+                        write_dir(d, v1, qcfg(bits, gs, act, True))  # v1 zeros declared v2
+                        got = qerr_weights(d)
+                        check(not all(bits_equal(got[k], expect[k].reshape(-1)) for k in expect),
+                              "control: v1 zero points read as v2 give other weights")
                         shutil.rmtree(d)
                     for fmt in ("gptq", "gptq_v2"):
                         sym = fmt == "gptq" or bits % 2 == 0  # v2 also asymmetric
