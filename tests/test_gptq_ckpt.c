@@ -157,6 +157,14 @@ static void rm_ckpt(const char *dir) {
     rmdir(dir);
 }
 
+/* Remove the checkpoint dir (if written) and the temporary base holding it. */
+static void drop(char *base, char *dir) {
+    rm_ckpt(dir);
+    free(dir);
+    rmdir(base);
+    free(base);
+}
+
 static char *read_text(const char *dir, const char *file) {
     char path[1200];
     snprintf(path, sizeof path, "%s/%s", dir, file);
@@ -224,10 +232,7 @@ static void round_trip(fixture *f, const char *plan, const char *format, bool wi
     }
     qerr_model_free(back);
     qerr_qmodel_free(q);
-    rm_ckpt(dir);
-    free(dir);
-    rmdir(base);
-    free(base);
+    drop(base, dir);
 }
 
 static void round_trip_all_bits(void **state) {
@@ -274,10 +279,7 @@ static void biases_round_trip(void **state) {
     check_weights(f.m, q, back);
     qerr_model_free(back);
     qerr_qmodel_free(q);
-    rm_ckpt(dir);
-    free(dir);
-    rmdir(base);
-    free(base);
+    drop(base, dir);
     unload(&f);
 }
 
@@ -294,9 +296,7 @@ static void expect_refusal(fixture *f, qerr_qmodel *q, const char *format, int c
     char tmp[1200];
     snprintf(tmp, sizeof tmp, "%s.tmp.%ld", dir, (long)getpid());
     assert_int_not_equal(stat(tmp, &st), 0);
-    free(dir);
-    rmdir(base);
-    free(base);
+    drop(base, dir);
 }
 
 static void refuses_what_gptq_cannot_hold(void **state) {
@@ -472,10 +472,7 @@ static void bad_checkpoints_are_refused_by_name(void **state) {
     snprintf(name, sizeof name, "%s.scales", L1);
     expect_bad(good, (damage){.reshape = name, .shape = {2, 128}}, QERR_E_FORMAT, name, "outputs");
     expect_bad(good, (damage){.cut = 100}, QERR_E_FORMAT, "model.safetensors", "");
-    rm_ckpt(good);
-    free(good);
-    rmdir(base);
-    free(base);
+    drop(base, good);
     qerr_qmodel_free(q);
     unload(&f);
 }
