@@ -90,7 +90,9 @@ int qerr__gptq_tensors(const qerr_model *m, const qerr_qmodel *q, const qerr_gpt
          * is quantized, which unties them */
         if (e->alias && !plan->untie) continue;
         if (quant) QERR_TRY(push_quant(out, cap, e->name, r, plan->bits));
-        else QERR_TRY(push_float(out, cap, e->name, e->t, e->file_dtype));
+        else if (e->file_dtype == QERR_DTYPE_F16 || e->file_dtype == QERR_DTYPE_BF16)
+            QERR_TRY(push_float(out, cap, e->name, e->t, e->file_dtype));
+        else QERR_TRY(push_float(out, cap, e->name, e->t, QERR_DTYPE_F32));
     }
     qerr__clear_error();
     /* sort both arrays by name, keeping them parallel: sort indices */

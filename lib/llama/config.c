@@ -63,6 +63,15 @@ static int check_keys(const qerr_json *j, const char *what, int arch) {
         if (in_list(k, READ_KEYS, sizeof READ_KEYS / sizeof READ_KEYS[0]) ||
             in_list(k, HARMLESS, sizeof HARMLESS / sizeof HARMLESS[0]))
             continue;
+        /* GPTQ checkpoints: their settings are read by gptq_read.c */
+        const qerr_json *qm = qerr__json_get(&j->items[i], "quant_method");
+        if (strcmp(k, "quantization_config") == 0 && qm && qm->type == QERR_JSON_STRING) {
+            QERR_CHECK(strcmp(qm->str, "gptq") == 0, QERR_E_UNSUPPORTED,
+                       "%s: \"quantization_config\" has quant_method \"%.32s\"; only GPTQ "
+                       "checkpoints are read",
+                       what, qm->str);
+            continue;
+        }
         bool ok = false;
         for (size_t a = 0; a < sizeof ARCH_KEYS / sizeof ARCH_KEYS[0] && !ok; a++)
             ok = strcmp(k, ARCH_KEYS[a].key) == 0 && (ARCH_KEYS[a].archs >> arch & 1u);
