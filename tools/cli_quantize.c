@@ -18,7 +18,7 @@ int cli_cmd_quantize(int argc, char **argv) {
         {"seed", NULL, NULL},        {"threads", NULL, NULL},
         {"format", NULL, NULL},      {"type", NULL, NULL},     {"mix", NULL, NULL},
         {"ggml-opts", NULL, NULL},
-        {"out", "where to write the quantized model (required)", NULL},
+        {"out", "where to write the quantized model: a file, a directory for gptq (required)", NULL},
         {"quiet", NULL, NULL},
     };
     cli_command cmd = {

@@ -231,7 +231,7 @@ def write_dir(d, tensors, qc):
 def qerr_quantize(out, bits, gs, act, sym, fmt):
     plan = f"gptq:bits={bits},group_size={gs},act_order={int(act)},symmetric={int(sym)}"
     cmd = [str(BUILD / "tools/qerr"), "quantize", "--model", str(MODEL), "--calib",
-           str(MODEL / "calib.u32"), "--plan", plan, "--nsamples", "8", "--seqlen", "64",
+           str(MODEL / "calib.u32"), "--plan", plan, "--nsamples", "8", "--ctx", "64",
            "--threads", "2", "--quiet", "--format", fmt, "--out", str(out)]
     r = subprocess.run(cmd, capture_output=True, text=True)
     if r.returncode != 0:
