@@ -13,15 +13,32 @@ void qerr__ggml_bgrid(const qerr_ggml_grid *g, const qerr_ggml_block *b, qerr_gg
     qerr__ggml_block_scales(g, b, out->s, out->m);
 }
 
-/* Weighted error of x on the grid (s, m), codes rounded. */
+/* Round to nearest even without a libm call (|x| < 2^22; the callers clamp
+ * first). */
+static inline float round_ne(float x) { return (x + 12582912.0f) - 12582912.0f; }
+
+/* Weighted error of x on the grid (s, m), codes rounded (by the reciprocal:
+ * this only ranks candidates, the stored codes are rounded exactly). */
 static double sub_error(const qerr_ggml_grid *g, const float *x, const float *w, int n, float s,
                         float m) {
-    double e = 0;
-    for (int i = 0; i < n; i++) {
-        float d = x[i] - qerr__ggml_value(g, s, m, qerr__ggml_code(g, s, m, x[i]));
-        e += (double)w[i] * (double)d * (double)d;
+    if (s == 0.0f) {
+        double e = 0;
+        for (int i = 0; i < n; i++) {
+            float d = x[i] - qerr__ggml_value(g, s, m, g->zero);
+            e += (double)w[i] * (double)d * (double)d;
+        }
+        return e;
     }
-    return e;
+    const float inv = 1.0f / s, lo = (float)-g->zero, hi = (float)(g->maxq - g->zero);
+    const float mm = g->has_min ? m : 0.0f;
+    float e = 0;
+    for (int i = 0; i < n; i++) {
+        float t = (x[i] + mm) * inv;
+        t = t < lo ? lo : t > hi ? hi : t;
+        float d = x[i] - (s * round_ne(t) - mm);
+        e += w[i] * d * d;
+    }
+    return (double)e;
 }
 
 /* Least-squares (s, m) for fixed integer levels q (y = s q - m, m >= 0), or
@@ -61,20 +78,21 @@ static void fit_sub(const qerr_ggml_grid *g, const float *x, const float *w, int
     double best = sub_error(g, x, w, n, *s_out, *m_out);
     int q[256];
     const int lo = -g->zero, hi = g->maxq - g->zero;
-    for (int is = -10; is <= 10; is++) {
+    /* without offsets the largest magnitude goes to either end of the
+     * asymmetric code range (the scale may be negative: d is signed) */
+    for (int cand = 0; cand < (g->has_min ? 21 : 42); cand++) {
+        const int is = cand % 21 - 10;
         float iscale;
         if (g->has_min) iscale = ((float)g->maxq + 0.1f * (float)is) / (xmax - xmin);
-        else iscale = ((float)(xam < 0 ? lo : hi) + 0.1f * (float)is * (xam < 0 ? 1 : -1)) / xam;
+        else iscale = ((float)(cand < 21 ? lo : hi) + 0.1f * (float)is) / xam;
         if (!(iscale > 0) && !(iscale < 0)) continue;
         for (int i = 0; i < n; i++) {
-            float v = g->has_min ? nearbyintf((x[i] - xmin) * iscale)
-                                 : nearbyintf(x[i] * iscale);
+            float v = g->has_min ? (x[i] - xmin) * iscale : x[i] * iscale;
             float vlo = g->has_min ? 0.0f : (float)lo, vhi = g->has_min ? (float)g->maxq : (float)hi;
-            q[i] = (int)(v < vlo ? vlo : v > vhi ? vhi : v);
+            q[i] = (int)round_ne(v < vlo ? vlo : v > vhi ? vhi : v);
         }
         float s, m;
         ls_fit(x, w, q, n, g->has_min, &s, &m);
-        if (!g->has_min && g->sc_lo >= 0 && s < 0) continue;
         if (g->has_min && s < 0) continue;
         double e = sub_error(g, x, w, n, s, m);
         if (e < best) {
