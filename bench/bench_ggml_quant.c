@@ -7,7 +7,10 @@
  * ggml is dlopen'ed from $QERR_GGML_LIB (a libggml-base.so, e.g. the one
  * npm's node-llama-cpp ships); without it only libqerr's rows are printed.
  * Reported: mean over layers of tr(E H E^T) / tr(W H W^T), the ratio of
- * ggml's to each plan's, and the quantize seconds summed over layers. */
+ * ggml's to each plan's, and the quantize seconds summed over layers: CPU
+ * seconds of the one thread both quantizers run on (libqerr with threads=1;
+ * run with OPENBLAS_NUM_THREADS=1), so other load on the machine does not
+ * count. */
 #include "io/ggml_blocks.h"
 #include "llama/model.h"
 #include "methods/method.h"
@@ -23,7 +26,7 @@ typedef size_t (*quantize_chunk_fn)(int type, const float *src, void *dst, int64
 
 static double now(void) {
     struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
@@ -72,6 +75,9 @@ int main(int argc, char **argv) {
     for (char *k = strtok_r(kl, ";", &sv); k && nplans < MAXPLANS; k = strtok_r(NULL, ";", &sv))
         plans[nplans++] = k;
 
+    qerr_ctx *ctx;
+    if (qerr_ctx_create(&ctx) != QERR_OK || qerr_ctx_set_threads(ctx, 1) != QERR_OK)
+        return die("ctx");
     qerr_model *m;
     if (qerr_model_load(&m, dir) != QERR_OK) return die(dir);
     uint32_t *cal;
@@ -139,7 +145,7 @@ int main(int argc, char **argv) {
                     qerr_result *res;
                     if (qerr_plan_parse(&pl, spec) != QERR_OK) return die(spec);
                     double t0 = now();
-                    if (qerr_quantize(NULL, pl, wt, c, &res) != QERR_OK) return die(spec);
+                    if (qerr_quantize(ctx, pl, wt, c, &res) != QERR_OK) return die(spec);
                     t_q[ti][p] += now() - t0;
                     qerr_result_dequantize(res, Q, (size_t)(r * n));
                     qerr__layer_objective(W[lin], Q, r, n, H, &e, &ref);
@@ -158,7 +164,7 @@ int main(int argc, char **argv) {
         fprintf(stderr, "layer %lld done\n", (long long)l);
     }
     printf("%d linear layers, %lld calibration rows\n\n", nlayers, (long long)rows_x);
-    printf("| type | quantizer | mean rel. layer error | ggml / this | seconds |\n|---|---|---|---|---|\n");
+    printf("| type | quantizer | mean rel. layer error | ggml / this | CPU seconds |\n|---|---|---|---|---|\n");
     for (int ti = 0; ti < ntypes; ti++) {
         const char *tn = qerr__ggml_type_name(types[ti]);
         if (qchunk)
@@ -172,6 +178,7 @@ int main(int argc, char **argv) {
     free(X);
     qerr_free(cal);
     qerr_model_free(m);
+    qerr_ctx_free(ctx);
     free(tl);
     free(kl);
     if (h) dlclose(h);
