@@ -2,17 +2,11 @@
  * random bytes against a second, loop-for-loop transcription of ggml's
  * dequantize_row_* (written from ggml's public source, independent of the
  * codec's unpacking), pack/unpack round trips, and bad input. */
-#include "io/ggml_blocks.h"
-#include "testutil.h"
+#include "testggml.h"
 
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-
-static const int qtypes[] = {QERR_GGML_Q4_0, QERR_GGML_Q4_1, QERR_GGML_Q5_0, QERR_GGML_Q5_1,
-                             QERR_GGML_Q8_0, QERR_GGML_Q2_K, QERR_GGML_Q3_K, QERR_GGML_Q4_K,
-                             QERR_GGML_Q5_K, QERR_GGML_Q6_K};
-#define NQ (int)(sizeof qtypes / sizeof qtypes[0])
 
 static float h2f(const uint8_t *p) { return qerr__f16_to_f32((uint16_t)(p[0] | p[1] << 8)); }
 
@@ -162,24 +156,6 @@ static void ref_q6_k(const uint8_t *x, float *y, int64_t k) {
     }
 }
 
-/* Random bytes whose float16 fields are finite. */
-static void random_row(int type, uint8_t *buf, size_t n, uint64_t seed) {
-    for (size_t i = 0; i < n; i++) {
-        seed ^= seed << 13; seed ^= seed >> 7; seed ^= seed << 17;
-        buf[i] = (uint8_t)seed;
-    }
-    qerr_ggml_grid g;
-    qerr__ggml_grid(type, &g);
-    const size_t bb = qerr__ggml_block_bytes(type);
-    for (size_t o = 0; o < n; o += bb) {
-        qerr_ggml_block b;
-        qerr__ggml_unpack(&g, buf + o, &b);
-        b.d &= 0xBBFF;
-        b.dmin &= 0xBBFF;
-        qerr__ggml_pack(&g, &b, buf + o);
-    }
-}
-
 static void test_against_transcription(void **state) {
     (void)state;
     struct { int type; void (*f)(const uint8_t *, float *, int64_t); } refs[] = {
@@ -191,14 +167,14 @@ static void test_against_transcription(void **state) {
     uint8_t *buf = malloc((size_t)n * 2); /* more than any type needs */
     for (int rep = 0; rep < 3; rep++) {
         for (size_t t = 0; t < sizeof refs / sizeof refs[0]; t++) {
-            random_row(refs[t].type, buf, qerr__ggml_row_bytes(refs[t].type, n), 77 + t + 100 * rep);
+            tg_random_row(refs[t].type, buf, qerr__ggml_row_bytes(refs[t].type, n), 77 + t + 100 * rep);
             refs[t].f(buf, a, n);
             assert_int_equal(qerr__ggml_dequantize_row(refs[t].type, buf, n, b), QERR_OK);
             assert_memory_equal(a, b, n * 4);
         }
         for (int five = 0; five < 2; five++) {
             int type = five ? QERR_GGML_Q5_K : QERR_GGML_Q4_K;
-            random_row(type, buf, qerr__ggml_row_bytes(type, n), 5 + five + 100 * rep);
+            tg_random_row(type, buf, qerr__ggml_row_bytes(type, n), 5 + five + 100 * rep);
             ref_q45_k(buf, a, n, five);
             assert_int_equal(qerr__ggml_dequantize_row(type, buf, n, b), QERR_OK);
             assert_memory_equal(a, b, n * 4);
@@ -240,9 +216,9 @@ static void test_known_blocks(void **state) {
 static void test_pack_round_trip(void **state) {
     (void)state;
     uint64_t s = 12345;
-    for (int t = 0; t < NQ; t++) {
+    for (int t = 0; t < TG_NQ; t++) {
         qerr_ggml_grid g;
-        assert_true(qerr__ggml_grid(qtypes[t], &g));
+        assert_true(qerr__ggml_grid(tg_qtypes[t], &g));
         for (int rep = 0; rep < 20; rep++) {
             qerr_ggml_block b, c;
             memset(&b, 0, sizeof b);
@@ -273,7 +249,7 @@ static void test_pack_round_trip(void **state) {
 static void test_names_and_sizes(void **state) {
     (void)state;
     static const size_t bytes[] = {18, 20, 22, 24, 34, 84, 110, 144, 176, 210};
-    for (int t = 0; t < NQ; t++) assert_int_equal(qerr__ggml_block_bytes(qtypes[t]), bytes[t]);
+    for (int t = 0; t < TG_NQ; t++) assert_int_equal(qerr__ggml_block_bytes(tg_qtypes[t]), bytes[t]);
     assert_int_equal(qerr__ggml_type_from_name("q4_k"), 12);
     assert_int_equal(qerr__ggml_type_from_name("Q4_K"), 12);
     assert_int_equal(qerr__ggml_type_from_name("f16"), 1);

@@ -3,8 +3,7 @@
  * libggml-base.so that npm's node-llama-cpp ships) must give bit for bit
  * the values libqerr computes, on libqerr's encodings, on random bytes, and on
  * ggml's own quantizer's output. Skipped when $QERR_GGML_LIB is not set. */
-#include "io/ggml_blocks.h"
-#include "testutil.h"
+#include "testggml.h"
 
 #include <dlfcn.h>
 #include <math.h>
@@ -30,11 +29,6 @@ static void *need_lib(void) {
     return ggml_lib;
 }
 
-static const int qtypes[] = {QERR_GGML_Q4_0, QERR_GGML_Q4_1, QERR_GGML_Q5_0, QERR_GGML_Q5_1,
-                             QERR_GGML_Q8_0, QERR_GGML_Q2_K, QERR_GGML_Q3_K, QERR_GGML_Q4_K,
-                             QERR_GGML_Q5_K, QERR_GGML_Q6_K};
-#define NQ (int)(sizeof qtypes / sizeof qtypes[0])
-
 static dequant_fn ggml_dequant(int type) {
     char name[64], lower[8];
     const char *tn = qerr__ggml_type_name(type);
@@ -59,34 +53,16 @@ static void test_random_bytes(void **state) {
     (void)state;
     if (!need_lib()) skip();
     const int64_t n = 4096;
-    for (int t = 0; t < NQ; t++) {
-        size_t rb = qerr__ggml_row_bytes(qtypes[t], n);
+    for (int t = 0; t < TG_NQ; t++) {
+        size_t rb = qerr__ggml_row_bytes(tg_qtypes[t], n);
         uint8_t *buf = malloc(rb);
         float *a = malloc(n * sizeof(float)), *b = malloc(n * sizeof(float));
-        uint64_t s = 0x9e3779b97f4a7c15ull * (uint64_t)(t + 1);
-        for (size_t i = 0; i < rb; i++) {
-            s ^= s << 13; s ^= s >> 7; s ^= s << 17;
-            buf[i] = (uint8_t)s;
-        }
-        /* keep the float16 fields finite and moderate (exponent < 0x1e) */
-        qerr_ggml_grid g;
-        qerr__ggml_grid(qtypes[t], &g);
-        size_t bb = qerr__ggml_block_bytes(qtypes[t]);
-        for (size_t o = 0; o < rb; o += bb) {
-            qerr_ggml_block blk;
-            qerr__ggml_unpack(&g, buf + o, &blk);
-            blk.d &= 0xBBFF;
-            blk.dmin &= 0xBBFF;
-            qerr__ggml_pack(&g, &blk, buf + o);
-            qerr_ggml_block again;
-            qerr__ggml_unpack(&g, buf + o, &again);
-            assert_memory_equal(&blk.d, &again.d, 2);
-        }
-        ggml_dequant(qtypes[t])(buf, a, n);
-        assert_int_equal(qerr__ggml_dequantize_row(qtypes[t], buf, n, b), QERR_OK);
+        tg_random_row(tg_qtypes[t], buf, rb, 0x9e3779b97f4a7c15ull * (uint64_t)(t + 1));
+        ggml_dequant(tg_qtypes[t])(buf, a, n);
+        assert_int_equal(qerr__ggml_dequantize_row(tg_qtypes[t], buf, n, b), QERR_OK);
         int64_t d = bit_diffs(a, b, n);
         print_message("random bytes %-5s: %lld of %lld values differ\n",
-                      qerr__ggml_type_name(qtypes[t]), (long long)d, (long long)n);
+                      qerr__ggml_type_name(tg_qtypes[t]), (long long)d, (long long)n);
         assert_int_equal(d, 0);
         free(buf); free(a); free(b);
     }
@@ -107,20 +83,18 @@ static void test_results_and_ggml_quantizer(void **state) {
     float *imat = malloc(cols * sizeof(float));
     for (int64_t j = 0; j < cols; j++) imat[j] = 1.0f + (float)(j % 7);
     static const char *solvers[] = {"rtn", "gptq", "quantease"};
-    for (int t = 0; t < NQ; t++) {
-        const char *tn = qerr__ggml_type_name(qtypes[t]);
-        size_t rb = qerr__ggml_row_bytes(qtypes[t], cols);
+    for (int t = 0; t < TG_NQ; t++) {
+        size_t rb = qerr__ggml_row_bytes(tg_qtypes[t], cols);
         uint8_t *bytes = malloc(rb * rows);
         float *a = malloc(rows * cols * sizeof(float)), *b = malloc(rows * cols * sizeof(float));
         for (int sv = 0; sv < 3; sv++) {
             char spec[128], lower[8];
-            for (int i = 0; i < 5; i++) lower[i] = (char)(tn[i] >= 'A' && tn[i] <= 'Z' ? tn[i] + 32 : tn[i]);
-            lower[4] = 0;
-            snprintf(spec, sizeof spec, "ggml:type=%s,solver=%s", lower, solvers[sv]);
+            snprintf(spec, sizeof spec, "ggml:type=%s,solver=%s", tg_lower(tg_qtypes[t], lower),
+                     solvers[sv]);
             qerr_result *r = tu_quantize(spec, w, c);
-            assert_int_equal(qerr__ggml_encode_result(r, qtypes[t], bytes, rb * rows), QERR_OK);
+            assert_int_equal(qerr__ggml_encode_result(r, tg_qtypes[t], bytes, rb * rows), QERR_OK);
             assert_int_equal(qerr_result_dequantize(r, a, rows * cols), QERR_OK);
-            dequant_fn f = ggml_dequant(qtypes[t]);
+            dequant_fn f = ggml_dequant(tg_qtypes[t]);
             for (int64_t i = 0; i < rows; i++) f(bytes + i * rb, b + i * cols, cols);
             int64_t d = bit_diffs(a, b, rows * cols);
             print_message("%-34s: ggml's dequantization differs in %lld of %lld values\n", spec,
@@ -128,12 +102,12 @@ static void test_results_and_ggml_quantizer(void **state) {
             assert_int_equal(d, 0);
             qerr_result_free(r);
         }
-        size_t got = qchunk(qtypes[t], W, bytes, 0, rows, cols, imat);
+        size_t got = qchunk(tg_qtypes[t], W, bytes, 0, rows, cols, imat);
         assert_int_equal(got, rb * rows);
-        dequant_fn f = ggml_dequant(qtypes[t]);
+        dequant_fn f = ggml_dequant(tg_qtypes[t]);
         for (int64_t i = 0; i < rows; i++) {
             f(bytes + i * rb, a + i * cols, cols);
-            assert_int_equal(qerr__ggml_dequantize_row(qtypes[t], bytes + i * rb, cols, b + i * cols),
+            assert_int_equal(qerr__ggml_dequantize_row(tg_qtypes[t], bytes + i * rb, cols, b + i * cols),
                              QERR_OK);
         }
         assert_int_equal(bit_diffs(a, b, rows * cols), 0);
