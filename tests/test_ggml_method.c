@@ -133,6 +133,13 @@ static void test_identity_gram(void **state) {
     qerr_result *r = tu_quantize("ggml:type=q4_k,solver=quantease", w, c);
     assert_on_grid(r, QERR_GGML_Q4_K);
     qerr_result_free(r);
+    qerr_calib_free(c);
+    /* H = 0 (every column dead): still a valid result on the grid */
+    memset(H, 0, sizeof(double) * (size_t)(n * n));
+    assert_int_equal(qerr_calib_from_gram(&c, H, n, 1), QERR_OK);
+    r = tu_quantize("ggml:type=q5_k,solver=quantease,refit=1", w, c);
+    assert_on_grid(r, QERR_GGML_Q5_K);
+    qerr_result_free(r);
     qerr_tensor_free(w);
     qerr_calib_free(c);
     free(H);
