@@ -306,22 +306,24 @@ static void config_keys_refused_by_name(void **state) {
     assert_int_equal(c.sliding_window, 32);
 }
 
-/* A fixture's tensors plus `extra` (F32, [n]) written into dir. */
-static void write_weights_plus(const char *shared, const char *arch, const char *dir,
-                               const char *extra, int64_t n) {
+/* A fixture's tensors plus `extra` (F32, [n] or [n, n1] when n1 > 0, zeros)
+ * written into dir. */
+static void write_weights_plus2(const char *shared, const char *arch, const char *dir,
+                                const char *extra, int64_t n, int64_t n1) {
     char path[1024];
     snprintf(path, sizeof path, "%s/archs/%s/model.safetensors", shared, arch);
     qerr_st_file f;
     assert_int_equal(qerr__st_open(path, &f), QERR_OK);
     mt_tensor *t = calloc((size_t)f.n + 1, sizeof *t);
-    float *z = calloc((size_t)n, sizeof *z);
+    const int64_t numel = n1 > 0 ? n * n1 : n;
+    float *z = calloc((size_t)numel, sizeof *z);
     for (int i = 0; i < f.n; i++) {
         assert_int_equal(f.entries[i].dtype, QERR_DTYPE_F32);
         t[i] = (mt_tensor){f.entries[i].name, "F32", f.entries[i].ndim, {0}, f.entries[i].data,
                            f.entries[i].nbytes};
         memcpy(t[i].shape, f.entries[i].shape, sizeof(int64_t) * (size_t)f.entries[i].ndim);
     }
-    t[f.n] = (mt_tensor){extra, "F32", 1, {n}, z, (size_t)n * sizeof(float)};
+    t[f.n] = (mt_tensor){extra, "F32", n1 > 0 ? 2 : 1, {n, n1}, z, (size_t)numel * sizeof(float)};
     size_t len;
     uint8_t *img = mt_safetensors(t, f.n + 1, NULL, &len);
     snprintf(path, sizeof path, "%s/model.safetensors", dir);
@@ -353,6 +355,11 @@ static char *edited_config(const char *shared, const char *arch, const char *fro
     return out;
 }
 
+static void write_weights_plus(const char *shared, const char *arch, const char *dir,
+                               const char *extra, int64_t n) {
+    write_weights_plus2(shared, arch, dir, extra, n, 0);
+}
+
 /* Every tensor is read or refused by name; rotary_emb.inv_freq is skipped. */
 static void every_tensor_used(void **state) {
     (void)state;
@@ -372,6 +379,11 @@ static void every_tensor_used(void **state) {
         assert_int_equal(qerr_model_load(&m, dir), QERR_E_UNSUPPORTED);
         assert_non_null(strstr(qerr_last_error(), refused[i]));
     }
+    /* tied embeddings with a different lm_head stored: transformers reads the
+     * embedding for both, so the stored lm_head would be unread */
+    write_weights_plus2(shared, "llama3", dir, "lm_head.weight", 1024, 128);
+    assert_int_equal(qerr_model_load(&m, dir), QERR_E_UNSUPPORTED);
+    assert_non_null(strstr(qerr_last_error(), "lm_head.weight"));
     rm_model_dir(dir);
     /* llama-bias weights under a config without biases: the biases are unread */
     char *cfg = edited_config(shared, "llama-bias", "\"mlp_bias\": true", "\"mlp_bias\": 0");

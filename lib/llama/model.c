@@ -306,7 +306,18 @@ static int check_tensors(const qerr_model *m) {
  * in __metadata__); make the other an alias of the same tensor. */
 static int tie_embeddings(qerr_model *m, int cap, const qerr_st_file *meta) {
     int e = qerr__model_find(m, EMBED), h = qerr__model_find(m, HEAD);
-    if (e >= 0 && h >= 0) return QERR_OK;
+    if (e >= 0 && h >= 0) { /* transformers reads the embedding for both: a different
+                               lm_head would be a tensor left unread */
+        const qerr_tensor *te = m->entries[e].t, *th = m->entries[h].t;
+        QERR_CHECK(!m->cfg.tied ||
+                       (te->numel == th->numel &&
+                        memcmp(te->data, th->data, (size_t)te->numel * sizeof(float)) == 0),
+                   QERR_E_UNSUPPORTED,
+                   "qerr_model_load: tie_word_embeddings is true but the stored '%s' differs "
+                   "from '%s'; refusing to ignore it",
+                   HEAD, EMBED);
+        return QERR_OK;
+    }
     const char *said = qerr__st_meta(meta, EMBED);
     bool tied = m->cfg.tied || (said && strcmp(said, HEAD) == 0);
     if (!tied) return QERR_OK; /* check_tensors names the missing one */
