@@ -273,8 +273,10 @@ QERR_API int qerr_result_dequantize(const qerr_result *r, float *out, size_t cou
  * counted: packed codes, fp16 scales, zeros packed at `bits` each (none when
  * every zero is 2^(bits-1)), int32 g_idx when not trivial, outliers as CSR
  * (fp16 value + 16-bit column, int32 row pointers), extras as fp16; times 8,
- * over rows * cols. (The .qerr container keeps float32 scales and values for
- * exact round trips, so it is a little larger.) */
+ * over rows * cols; offsets as fp16. A method that stores its own layout
+ * gives its size instead ("ggml": the ggml type's, e.g. 4.5 for Q4_K). (The
+ * .qerr container keeps float32 scales and values for exact round trips, so
+ * it is a little larger.) */
 QERR_API double qerr_result_bits_per_weight(const qerr_result *r);
 
 /* Diagnostics, by name: "layer_error" (relative, see qerr_layer_error; NaN
