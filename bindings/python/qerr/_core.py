@@ -430,6 +430,11 @@ class Result(_Handle):
         return self._fill(lib.qerr_result_zeros, (self.rows, self.groups), np.int32)
 
     @property
+    def mins(self) -> np.ndarray:
+        """Per-group offsets m (w = scale * (code - zero) - m); zeros when none."""
+        return self._fill(lib.qerr_result_mins, (self.rows, self.groups), np.float32)
+
+    @property
     def g_idx(self) -> np.ndarray:
         """Group of each input column, [cols]."""
         return self._fill(lib.qerr_result_g_idx, (self.cols,), np.int32)

@@ -103,6 +103,7 @@ _SIGNATURES = {
     "qerr_result_packed": (S, [H, c_void_p, c_size_t]),
     "qerr_result_scales": (S, [H, c_void_p, c_size_t]),
     "qerr_result_zeros": (S, [H, c_void_p, c_size_t]),
+    "qerr_result_mins": (S, [H, c_void_p, c_size_t]),
     "qerr_result_g_idx": (S, [H, c_void_p, c_size_t]),
     "qerr_result_outlier_count": (c_int64, [H]),
     "qerr_result_outliers": (S, [H, c_void_p, c_void_p, c_void_p, c_size_t]),

@@ -174,6 +174,17 @@ def test_rtn_result_is_consistent(layer):
     assert len(r.outliers.values) == 0 and r.extras == {}
 
 
+def test_ggml_result_has_offsets(rng):
+    W = rng.standard_normal((8, 256)).astype(np.float32)
+    r = qerr.quantize(W, None, "ggml:type=q4_k,solver=rtn")
+    s, z, m, g = r.scales, r.zeros, r.mins, r.g_idx
+    assert m.shape == (8, 8) and np.all(m >= 0) and np.any(m > 0)
+    rec = s[:, g] * (r.codes.astype(np.float32) - z[:, g]) - m[:, g]
+    np.testing.assert_array_equal(r.dequantize(), rec)
+    assert r.bits_per_weight == 4.5
+    assert np.all(qerr.quantize(W, None, "rtn:bits=4").mins == 0)
+
+
 def test_gptq_beats_rtn_on_correlated_data(layer, calib):
     W, _ = layer
     rtn = qerr.quantize(W, calib, "rtn:bits=3,group_size=32")

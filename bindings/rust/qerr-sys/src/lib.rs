@@ -165,6 +165,7 @@ extern "C" {
     pub fn qerr_result_packed(r: *const qerr_result, out: *mut u8, cap: usize) -> c_int;
     pub fn qerr_result_scales(r: *const qerr_result, out: *mut f32, count: usize) -> c_int;
     pub fn qerr_result_zeros(r: *const qerr_result, out: *mut i32, count: usize) -> c_int;
+    pub fn qerr_result_mins(r: *const qerr_result, out: *mut f32, count: usize) -> c_int;
     pub fn qerr_result_g_idx(r: *const qerr_result, out: *mut i32, count: usize) -> c_int;
     pub fn qerr_result_outlier_count(r: *const qerr_result) -> i64;
     pub fn qerr_result_outliers(r: *const qerr_result, rows: *mut i32, cols: *mut i32,

@@ -105,6 +105,13 @@ impl<'a> ResultView<'a> {
         Ok(out)
     }
 
+    /// Per-group offsets m (w = scale * (code - zero) - m); all 0 when none.
+    pub fn mins(&self) -> Result<Vec<f32>> {
+        let mut out = vec![0f32; product("mins", &[self.rows(), self.groups()])?];
+        check(unsafe { ffi::qerr_result_mins(self.p(), out.as_mut_ptr(), out.len()) })?;
+        Ok(out)
+    }
+
     /// Group of each input column.
     pub fn g_idx(&self) -> Result<Vec<i32>> {
         let mut out = vec![0i32; self.cols()];

@@ -120,6 +120,26 @@ fn calibration_files_round_trip_and_reject_damage() {
 }
 
 #[test]
+fn ggml_result_has_offsets() {
+    let (rows, cols) = (4, 256);
+    let w = Rng::new(3).normals(rows * cols);
+    let plan = Plan::parse("ggml:type=q2_k,solver=rtn").unwrap();
+    let r = qerr::quantize(&plan, Matrix::f32(&w, rows, cols).unwrap(), None).unwrap();
+    let (q, s, z, m) = (r.codes().unwrap(), r.scales().unwrap(), r.zeros().unwrap(),
+                        r.mins().unwrap());
+    assert_eq!(m.len(), rows * 16);
+    assert!(m.iter().any(|&v| v > 0.0));
+    let d = r.dequantize().unwrap();
+    for i in 0..rows {
+        for j in 0..cols {
+            let k = i * 16 + j / 16;
+            let v = s[k] * (q[i * cols + j] as f32 - z[k] as f32);
+            assert_eq!(d[i * cols + j].to_bits(), (v - m[k]).to_bits());
+        }
+    }
+}
+
+#[test]
 fn rtn_result_is_consistent() {
     let (rows, cols) = (16, 64);
     let w = Rng::new(1).normals(rows * cols);
