@@ -132,6 +132,35 @@ int cli_perplexity(qerr_ctx *ctx, const qerr_model *m, const uint32_t *tokens, i
 /* Number of float parameters in the model. */
 int64_t cli_model_params(const qerr_model *m);
 
+/* Text in (cli_text.c). The tokens of option `opt` ("calib" or "eval") come
+ * from --<opt>-text FILE (tokenized with the model's tokenizer, or
+ * --tokenizer), else from the token file of cli_tokens_path. */
+typedef struct cli_input {
+    const char *opt, *path;
+    bool text;          /* path is a text file */
+    int64_t text_bytes; /* bytes of text read, -1 for a token file */
+    char buf[4096];
+} cli_input;
+/* false after a usage message (both --eval and --eval-text, or no tokens). */
+bool cli_input_find(const cli_command *cmd, const char *opt, const char *model_dir,
+                    cli_input *in);
+/* Read or tokenize the input; the tokenizer goes to *tok when tok is not
+ * NULL (the caller frees it). Returns CLI_OK, CLI_USAGE or CLI_FAILED, after
+ * printing what went wrong. */
+int cli_input_load(const cli_command *cmd, const char *model_dir, cli_input *in,
+                   uint32_t **tokens, int64_t *count, qerr_tokenizer **tok);
+/* "FILE: N bytes of text, M tokens (x bytes/token)" or "FILE: M tokens" */
+const char *cli_input_describe(const cli_input *in, int64_t count, char *buf, size_t cap);
+/* --tokenizer, else the model directory's tokenizer (CLI_OK, CLI_USAGE or
+ * CLI_FAILED, after printing what went wrong). */
+int cli_load_tokenizer(const cli_command *cmd, const char *model_dir, qerr_tokenizer **out);
+/* Bits per byte of a perplexity run: the mean NLL of the scored tokens
+ * (tokens 1..ctx-1 of each of `windows` windows) in bits, divided by the
+ * bytes of text those tokens stand for (special tokens stand for none). */
+double cli_bits_per_byte(const qerr_tokenizer *tok, const uint32_t *tokens, int64_t count,
+                         int64_t ctx_len, int64_t windows, double mean_nll, int64_t scored,
+                         int64_t *bytes);
+
 /* Subcommands. */
 int cli_cmd_quantize(int argc, char **argv);
 /* The --format gguf path of `quantize` (cli_gguf.c), options already parsed. */
@@ -139,5 +168,6 @@ int cli_quantize_gguf(const cli_command *cmd);
 int cli_cmd_ppl(int argc, char **argv);
 int cli_cmd_compare(int argc, char **argv);
 int cli_cmd_methods(int argc, char **argv);
+int cli_cmd_tokenize(int argc, char **argv);
 
 #endif

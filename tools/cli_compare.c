@@ -182,7 +182,10 @@ int cli_cmd_compare(int argc, char **argv) {
     static const cli_use uses[] = {
         {"model", NULL, NULL},
         {"calib", NULL, NULL},
+        {"calib-text", NULL, NULL},
         {"eval", NULL, NULL},
+        {"eval-text", NULL, NULL},
+        {"tokenizer", NULL, NULL},
         {"plan", "plans to compare, separated by ';' (default: see below)", ""},
         {"override", "per-tensor plans applied with every plan", NULL},
         {"gguf", NULL, NULL},
@@ -222,11 +225,11 @@ int cli_cmd_compare(int argc, char **argv) {
         !cli_int("threads", cli_get(&cmd, "threads"), 0, 4096, &threads))
         return CLI_USAGE;
     const char *overrides = cli_get(&cmd, "override");
-    char calib_buf[PATH_MAX], eval_buf[PATH_MAX];
-    const char *calib_path = cli_tokens_path(&cmd, "calib", dir, calib_buf, sizeof calib_buf);
-    if (!calib_path) return CLI_USAGE;
-    const char *eval_path = cli_tokens_path(&cmd, "eval", dir, eval_buf, sizeof eval_buf);
-    if (!eval_path) return CLI_USAGE;
+    static cli_input calib_in, eval_in;
+    if (!cli_input_find(&cmd, "calib", dir, &calib_in) ||
+        !cli_input_find(&cmd, "eval", dir, &eval_in))
+        return CLI_USAGE;
+    const char *calib_path = calib_in.path, *eval_path = eval_in.path;
     plan_list plans = {{0}, 0}, files = {{0}, 0};
     bool user_plans = *cli_get(&cmd, "plan") != '\0';
     parse_plans(&files, cli_get(&cmd, "gguf"));
@@ -245,11 +248,11 @@ int cli_cmd_compare(int argc, char **argv) {
     row *rows = calloc((size_t)(plans.n + files.n), sizeof *rows);
     int status = CLI_FAILED;
     if (!rows) goto done;
-    if (cli_load_model(dir, &base) != QERR_OK ||
-        cli_load_tokens("cannot read the calibration tokens", calib_path, &calib, &ncalib) !=
-            QERR_OK ||
-        cli_load_tokens("cannot read the evaluation tokens", eval_path, &eval, &neval) != QERR_OK)
+    if (cli_load_model(dir, &base) != QERR_OK) goto done;
+    if ((status = cli_input_load(&cmd, dir, &calib_in, &calib, &ncalib, NULL)) != CLI_OK ||
+        (status = cli_input_load(&cmd, dir, &eval_in, &eval, &neval, NULL)) != CLI_OK)
         goto done;
+    status = CLI_FAILED;
     rc = cli_ctx_create(&ctx, threads, (uint64_t)seed, &prog, cli_get(&cmd, "quiet") != NULL);
     if (rc != QERR_OK) {
         cli_fail("cannot create a context", rc);

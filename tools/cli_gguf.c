@@ -17,9 +17,8 @@ int cli_quantize_gguf(const cli_command *cmd) {
     const char *type = cli_get(cmd, "type"), *mix = cli_get(cmd, "mix");
     const char *opts = cli_get(cmd, "ggml-opts"), *out_path = cli_get(cmd, "out");
     const char *model_dir = cli_get(cmd, "model"); /* checked by cli_cmd_quantize */
-    char calib_buf[PATH_MAX];
-    const char *calib_path = cli_tokens_path(cmd, "calib", model_dir, calib_buf, sizeof calib_buf);
-    if (!calib_path) return CLI_USAGE;
+    cli_input in;
+    if (!cli_input_find(cmd, "calib", model_dir, &in)) return CLI_USAGE;
     qerr_model *m = NULL;
     uint32_t *tokens = NULL;
     int64_t count = 0;
@@ -38,11 +37,11 @@ int cli_quantize_gguf(const cli_command *cmd) {
     }
     printf("model     %s: %.2fM parameters, loaded in %.2fs\n", model_dir,
            (double)cli_model_params(m) / 1e6, cli_now() - t0);
-    if (cli_load_tokens("cannot read the calibration tokens", calib_path, &tokens, &count) !=
-        QERR_OK)
-        goto done;
-    printf("calib     %s: %" PRId64 " tokens, %" PRId64 " windows of %" PRId64 "\n", calib_path,
-           count, nsamples, seqlen);
+    if ((status = cli_input_load(cmd, model_dir, &in, &tokens, &count, NULL)) != CLI_OK) goto done;
+    status = CLI_FAILED;
+    char desc[4400];
+    printf("calib     %s, %" PRId64 " windows of %" PRId64 "\n",
+           cli_input_describe(&in, count, desc, sizeof desc), nsamples, seqlen);
     printf("gguf      type %s, mix %s%s%s\n", type, *mix ? mix : "ftype",
            *opts ? ", ggml method keys " : "", opts);
     fflush(stdout);

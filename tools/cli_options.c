@@ -15,6 +15,23 @@ static const cli_optdef options[] = {
      NULL},
     {"eval", "tokens", "TOKENS",
      "evaluation tokens, little-endian uint32 (default: eval.u32 in the model directory)", NULL},
+    {"calib-text", NULL, "FILE",
+     "calibration text instead of --calib: UTF-8, or JSON Lines with a \"text\" field, "
+     "tokenized with the model's tokenizer (BOS/EOS by its rules, per JSON line)",
+     NULL},
+    {"eval-text", NULL, "FILE",
+     "evaluation text instead of --eval: UTF-8, or JSON Lines with a \"text\" field, "
+     "tokenized with the model's tokenizer (BOS/EOS by its rules, per JSON line)",
+     NULL},
+    {"tokenizer", NULL, "PATH",
+     "tokenizer for text: a tokenizer.json, a llama2.c tokenizer.bin, or a directory "
+     "(default: the model directory's tokenizer.json or tokenizer.bin)",
+     NULL},
+    {"text", NULL, "STRING", "text to tokenize", NULL},
+    {"input", NULL, "FILE", "text file to tokenize: UTF-8, or JSON Lines with a \"text\" field",
+     NULL},
+    {"raw", NULL, NULL,
+     "no BOS/EOS, and special tokens written in the text are read as plain text", NULL},
     /* what is done */
     {"plan", "plans", "SPEC", "quantization plan of every linear layer (see qerr methods)",
      "gptq:bits=4,group_size=128"},

@@ -10,16 +10,20 @@ int cli_cmd_ppl(int argc, char **argv) {
                   "--quantized: then the model the container records)", NULL},
         {"quantized", "replace the model's linear weights by these quantized tensors", NULL},
         {"eval", NULL, NULL},
+        {"eval-text", NULL, NULL},
+        {"tokenizer", NULL, NULL},
         {"ctx", "tokens per window (non-overlapping; token 0 of a window is not scored)", NULL},
         {"max-windows", NULL, NULL},
         {"threads", NULL, NULL},
         {"quiet", NULL, NULL},
     };
     cli_command cmd = {
-        "ppl", "--model DIR | --quantized FILE.qerr [--eval TOKENS] [--ctx N] [--max-windows N]",
+        "ppl", "--model DIR | --quantized FILE.qerr [--eval TOKENS | --eval-text FILE] [--ctx N] "
+        "[--max-windows N]",
         "Perplexity over floor(tokens / ctx) non-overlapping windows: exp of the mean negative\n"
         "log-likelihood of tokens 1..ctx-1 of each window given their prefix.",
-        NULL, uses, (int)(sizeof uses / sizeof uses[0]), {0}, {0}};
+        "On text (--eval-text), also bits per byte: the scored tokens' negative log-likelihood\n"
+        "in bits over the bytes of text they stand for, comparable across tokenizers.\n", uses, (int)(sizeof uses / sizeof uses[0]), {0}, {0}};
     bool help;
     int rc = cli_parse(&cmd, argc, argv, &help);
     if (rc != CLI_OK || help) return rc;
@@ -36,6 +40,8 @@ int cli_cmd_ppl(int argc, char **argv) {
     uint32_t *tokens = NULL;
     int64_t count = 0;
     qerr_ctx *ctx = NULL;
+    qerr_tokenizer *tok = NULL;
+    cli_input in;
     cli_progress prog;
     int status = CLI_FAILED;
     const char *model_dir = cli_get(&cmd, "model");
@@ -59,14 +65,12 @@ int cli_cmd_ppl(int argc, char **argv) {
         if (cli_load_model(model_dir, &m) != QERR_OK) goto done;
         printf("model     %s (float)\n", model_dir);
     }
-    char buf[PATH_MAX];
-    const char *tok_path = cli_tokens_path(&cmd, "eval", model_dir, buf, sizeof buf);
-    if (!tok_path) {
+    if (!cli_input_find(&cmd, "eval", model_dir, &in)) {
         status = CLI_USAGE;
         goto done;
     }
-    if (cli_load_tokens("cannot read the evaluation tokens", tok_path, &tokens, &count) != QERR_OK)
-        goto done;
+    if ((status = cli_input_load(&cmd, model_dir, &in, &tokens, &count, &tok)) != CLI_OK) goto done;
+    status = CLI_FAILED;
     rc = cli_ctx_create(&ctx, threads, 0, &prog, cli_get(&cmd, "quiet") != NULL);
     if (rc != QERR_OK) {
         cli_fail("cannot create a context", rc);
@@ -80,12 +84,19 @@ int cli_cmd_ppl(int argc, char **argv) {
     if (rc != QERR_OK) goto done;
     char took[32];
     cli_format_seconds(r.seconds, took, sizeof took);
-    printf("eval      %s: %" PRId64 " tokens, %" PRId64 " windows of %" PRId64 ", %" PRId64
-           " scored\n",
-           tok_path, count, r.windows, ctx_len, r.scored);
+    char desc[4400];
+    printf("eval      %s, %" PRId64 " windows of %" PRId64 ", %" PRId64 " scored\n",
+           cli_input_describe(&in, count, desc, sizeof desc), r.windows, ctx_len, r.scored);
     printf("ppl       %.6f (mean NLL %.6f nats/token) in %s\n", r.ppl, r.mean_nll, took);
+    if (tok) {
+        int64_t bytes;
+        double bpb = cli_bits_per_byte(tok, tokens, count, ctx_len, r.windows, r.mean_nll,
+                                       r.scored, &bytes);
+        printf("bits/byte %.6f (%" PRId64 " bytes of text in the scored tokens)\n", bpb, bytes);
+    }
     status = CLI_OK;
 done:
+    qerr_tokenizer_free(tok);
     qerr_ctx_free(ctx);
     qerr_free(tokens);
     qerr_model_free(m);

@@ -11,7 +11,8 @@
 
 int cli_cmd_quantize(int argc, char **argv) {
     static const cli_use uses[] = {
-        {"model", NULL, NULL},       {"calib", NULL, NULL},    {"plan", NULL, NULL},
+        {"model", NULL, NULL},       {"calib", NULL, NULL},    {"calib-text", NULL, NULL},
+        {"tokenizer", NULL, NULL},   {"plan", NULL, NULL},
         {"override", NULL, NULL},    {"nsamples", NULL, NULL},
         {"ctx", "tokens per calibration window", NULL},
         {"calib-ctx", "same as --ctx (kept for the old name --seqlen)", NULL},
@@ -22,7 +23,7 @@ int cli_cmd_quantize(int argc, char **argv) {
         {"quiet", NULL, NULL},
     };
     cli_command cmd = {
-        "quantize", "--model DIR --out FILE.qerr [--calib TOKENS] [--plan SPEC] [...]",
+        "quantize", "--model DIR --out FILE.qerr [--calib TOKENS | --calib-text FILE] [--plan SPEC] [...]",
         "Calibrate and quantize every linear layer of a model in true-sequential order,\n"
         "print a table of the quantized tensors and write them to a .qerr container,\n"
         "a GGUF file or a GPTQ checkpoint directory.",
@@ -59,9 +60,9 @@ int cli_cmd_quantize(int argc, char **argv) {
     }
     if (strcmp(format, "gguf") == 0) return cli_quantize_gguf(&cmd);
     const char *plan = cli_get(&cmd, "plan"), *overrides = cli_get(&cmd, "override");
-    char calib_buf[PATH_MAX];
-    const char *calib_path = cli_tokens_path(&cmd, "calib", model_dir, calib_buf, sizeof calib_buf);
-    if (!calib_path) return CLI_USAGE;
+    cli_input in;
+    if (!cli_input_find(&cmd, "calib", model_dir, &in)) return CLI_USAGE;
+    const char *calib_path = in.path;
     qerr_plan *check;
     rc = qerr_plan_parse(&check, plan);
     if (rc != QERR_OK) {
@@ -81,11 +82,11 @@ int cli_cmd_quantize(int argc, char **argv) {
     if (cli_load_model(model_dir, &m) != QERR_OK) goto done;
     printf("model     %s: %.2fM parameters, loaded in %.2fs\n", model_dir,
            (double)cli_model_params(m) / 1e6, cli_now() - t0);
-    if (cli_load_tokens("cannot read the calibration tokens", calib_path, &tokens, &count) !=
-        QERR_OK)
-        goto done;
-    printf("calib     %s: %" PRId64 " tokens, %" PRId64 " windows of %" PRId64 "\n", calib_path,
-           count, nsamples, seqlen);
+    if ((status = cli_input_load(&cmd, model_dir, &in, &tokens, &count, NULL)) != CLI_OK) goto done;
+    status = CLI_FAILED;
+    char desc[4400];
+    printf("calib     %s, %" PRId64 " windows of %" PRId64 "\n",
+           cli_input_describe(&in, count, desc, sizeof desc), nsamples, seqlen);
     printf("plan      %s%s%s\n", plan, *overrides ? "; overrides " : "", overrides);
     rc = cli_ctx_create(&ctx, threads, (uint64_t)seed, &prog, cli_get(&cmd, "quiet") != NULL);
     if (rc != QERR_OK) {

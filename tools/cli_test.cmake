@@ -126,3 +126,52 @@ run_qerr(0 "warning: [^\n]*down_proj[^\n]*group_size=128 does not divide its 172
          quantize --model ${data}/stories260k --plan rtn:bits=4,group_size=128 --nsamples 2
          --ctx 32 --quiet --out ${q2})
 file(REMOVE ${q2})
+
+# ---- text in: --eval-text / --calib-text and qerr tokenize ----------------
+# stories260k's eval.u32 is BOS + llama2.c's ids of each TinyStories line:
+# the same stories as JSON Lines, tokenized by the CLI, give the same file
+# and the README's perplexity (ctx 256: 5.606313)
+find_program(PY3 python3)
+if(NOT PY3)
+  message(STATUS "SKIP: no python3 to write the JSON Lines fixture: text checks skipped")
+  return()
+endif()
+set(jsonl ${OUT}/stories.jsonl)
+execute_process(COMMAND ${PY3} -c
+  "import json,sys\nfor l in open(sys.argv[1], encoding='utf-8'): print(json.dumps({'text': l.rstrip('\\n')}))"
+  ${data}/text/tinystories_valid_sample.txt OUTPUT_FILE ${jsonl} RESULT_VARIABLE py_rc)
+if(NOT py_rc EQUAL 0)
+  message(FATAL_ERROR "could not write ${jsonl}")
+endif()
+set(tok260 ${data}/stories260k/tok512.bin)
+run_qerr(0 "wrote .*stories260k.u32" tokenize --tokenizer ${tok260} --input ${jsonl}
+         --out ${OUT}/stories260k.u32)
+execute_process(COMMAND ${CMAKE_COMMAND} -E compare_files ${OUT}/stories260k.u32
+                ${data}/stories260k/eval.u32 RESULT_VARIABLE differ)
+if(NOT differ EQUAL 0)
+  message(FATAL_ERROR "qerr tokenize: the stories do not give stories260k/eval.u32")
+endif()
+run_qerr(0 "30310 bytes of text, 15526 tokens[^\n]*\nppl +5\\.60631[0-9] [^\n]*\nbits/byte +[0-9.]+ "
+         ppl --model ${data}/stories260k --tokenizer ${tok260} --eval-text ${jsonl} --ctx 256
+         --quiet)
+run_qerr(0 "calib +[^\n]*stories.jsonl: 30310 bytes of text, 15526 tokens" quantize
+         --model ${data}/stories260k --tokenizer ${tok260} --calib-text ${jsonl}
+         --plan rtn:bits=8 --nsamples 2 --ctx 32 --quiet --out ${OUT}/cli_test_text.qerr)
+file(REMOVE ${OUT}/cli_test_text.qerr)
+# the model directory's own tokenizer.json; special tokens of the text
+run_qerr(0 "\n +1  \"<\\|start_story\\|>\"  \\(special\\)\n" tokenize
+         --model ${data}/tinystories-656k --text "Once upon a time")
+# --raw: no BOS, and the marker is plain text (this vocabulary has it as a piece)
+run_qerr(0 "15 bytes -> 1 tokens[^\n]*\n +214  \" <\\|start_story\\|>\"\n" tokenize
+         --model ${data}/tinystories-656k --text "<|start_story|>" --raw)
+# bad text input
+run_qerr(2 "--eval TOKENS or --eval-text FILE, not both" ppl --model ${data}/stories260k
+         --eval ${data}/stories260k/eval.u32 --eval-text ${jsonl})
+file(WRITE ${OUT}/notext.jsonl "{\"text\": \"ok\"}\n{\"body\": \"no text\"}\n")
+run_qerr(1 "line 2 has no \"text\" string" ppl --model ${data}/tinystories-656k
+         --eval-text ${OUT}/notext.jsonl --quiet)
+file(WRITE ${OUT}/empty.txt "")
+run_qerr(1 "is empty" ppl --model ${data}/tinystories-656k --eval-text ${OUT}/empty.txt --quiet)
+run_qerr(2 "has no tokenizer.json or tokenizer.bin[^\n]*\n[^\n]*give --tokenizer" ppl
+         --model ${tiny} --eval-text ${jsonl} --quiet)
+run_qerr(2 "give --text STRING or --input FILE" tokenize --model ${data}/tinystories-656k)

@@ -1,5 +1,5 @@
 /* `qerr`: quantize a model, measure perplexity, compare methods, list the
- * methods compiled into libqerr. */
+ * methods compiled into libqerr, tokenize text. */
 #include "cli.h"
 
 #include <string.h>
@@ -15,6 +15,7 @@ static void print_usage(FILE *f) {
             "  ppl        perplexity of a model, float or with a .qerr container applied\n"
             "  compare    quantize with several plans and tabulate perplexity\n"
             "  methods    list the quantization methods and their settings\n"
+            "  tokenize   encode a text with a model's tokenizer, list the tokens or write them\n"
             "\n"
             "  qerr <command> --help   options of one command\n"
             "  qerr --version          versions of the tool and the library\n");
@@ -43,6 +44,7 @@ int main(int argc, char **argv) {
     if (strcmp(cmd, "ppl") == 0) return cli_cmd_ppl(argc - 2, argv + 2);
     if (strcmp(cmd, "compare") == 0) return cli_cmd_compare(argc - 2, argv + 2);
     if (strcmp(cmd, "methods") == 0) return cli_cmd_methods(argc - 2, argv + 2);
+    if (strcmp(cmd, "tokenize") == 0) return cli_cmd_tokenize(argc - 2, argv + 2);
     fprintf(stderr, "qerr: unknown command '%s'\n\n", cmd);
     print_usage(stderr);
     return CLI_USAGE;

@@ -17,6 +17,8 @@ const cases = [
   ["run", "a".repeat(700) + " " + " ".repeat(300) + "!".repeat(100), false],
   ["emoji", "\u{1F600}\u{1F468}\u200D\u{1F469} \u4F60\u597D\u4E16\u754C \u0928\u092E\u0938\u094D\u0924\u0947", false],
   ["contractions", "I'M don'T we'Ve they'LL \u017Ftill", false],
+  ["added_normalized", "Once upon a time<|end_story|> \u00e9\u2603 a <|end_story|> b", true],
+  ["added_first", "<|start_story|>x<s>y", true],
   ["empty", "", false],
   ["empty_bos", "", true],
 ];
