@@ -21,6 +21,7 @@ from ._core import (Calibration, Outliers, Plan, Result, layer_error, method_par
                     method_scopes, method_summary, methods, quantize, version)
 from ._model import (Model, Perplexity, QModel, has_model_api, quantize_model, read_tokens)
 from ._export import export_gguf, gguf_quantize, gguf_save, gguf_tensor_type
+from ._tokenizer import Tokenizer
 
 __all__ = [
     "__version__", "version", "library_path", "QerrError", "LibraryNotFound",
@@ -28,7 +29,7 @@ __all__ = [
     "method_scopes",
     "Plan", "Calibration", "Result", "Outliers", "quantize", "layer_error",
     "Model", "QModel", "Perplexity", "quantize_model", "read_tokens", "has_model_api",
-    "gguf_quantize", "gguf_save", "gguf_tensor_type", "export_gguf",
+    "gguf_quantize", "gguf_save", "gguf_tensor_type", "export_gguf", "Tokenizer",
     "OK", "E_INVALID_ARG", "E_SHAPE", "E_NOMEM", "E_NONFINITE", "E_NOT_PD", "E_IO", "E_FORMAT",
     "E_UNKNOWN_METHOD", "E_UNKNOWN_KEY", "E_RANGE", "E_UNSUPPORTED", "E_CANCELLED",
     "E_CHECKSUM", "E_ABI", "E_INTERNAL", "E_NOT_FOUND", "E_NUMERIC",

@@ -147,11 +147,25 @@ _SIGNATURES = {
                                c_int64, c_int64, PH]),
     "qerr_gguf_save": (S, [H, H, c_char_p, c_char_p, c_char_p]),
     "qerr_export_gptq": (S, [H, H, c_char_p, c_char_p]),
+    # tokenizers (qerr/tokenizer.h)
+    "qerr_tokenizer_load": (S, [PH, c_char_p]),
+    "qerr_tokenizer_free": (None, [H]),
+    "qerr_tokenizer_vocab_size": (c_int64, [H]),
+    "qerr_tokenizer_bos_id": (c_int64, [H]),
+    "qerr_tokenizer_eos_id": (c_int64, [H]),
+    "qerr_tokenizer_encode": (S, [H, c_char_p, c_size_t, ctypes.c_uint,
+                                  POINTER(POINTER(c_uint32)), POINTER(c_int64)]),
+    "qerr_tokenizer_decode": (S, [H, POINTER(c_uint32), c_int64, ctypes.c_uint,
+                                  POINTER(c_void_p), POINTER(c_size_t)]),
+    "qerr_tokenizer_token_text": (c_void_p, [H, c_uint32, POINTER(c_size_t),
+                                             POINTER(c_int)]),
+    "qerr_tokenizer_encode_file": (S, [H, c_char_p, ctypes.c_uint, POINTER(POINTER(c_uint32)),
+                                       POINTER(c_int64), POINTER(c_int64)]),
 }
 
 # Functions the core needs; their absence means this is not libqerr.
 _MODEL_PREFIXES = ("qerr_model_", "qerr_qmodel_", "qerr_tokens_", "qerr_free", "qerr_gguf_",
-                   "qerr_export_")
+                   "qerr_export_", "qerr_tokenizer_")
 
 
 class _Lib:
