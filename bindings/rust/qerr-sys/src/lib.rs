@@ -17,7 +17,8 @@ macro_rules! opaque {
         }
     )*};
 }
-opaque!(qerr_ctx, qerr_tensor, qerr_calib, qerr_plan, qerr_result, qerr_model, qerr_qmodel);
+opaque!(qerr_ctx, qerr_tensor, qerr_calib, qerr_plan, qerr_result, qerr_model, qerr_qmodel,
+        qerr_tokenizer);
 
 // ---- version ---------------------------------------------------------------
 pub const QERR_VERSION_MAJOR: c_uint = 0;
@@ -227,4 +228,25 @@ extern "C" {
                           mix: *const c_char, path: *const c_char) -> c_int;
     pub fn qerr_export_gptq(m: *const qerr_model, q: *const qerr_qmodel, dir: *const c_char,
                             checkpoint_format: *const c_char) -> c_int;
+
+    // tokenizers (qerr/tokenizer.h)
+    pub fn qerr_tokenizer_load(out: *mut *mut qerr_tokenizer, path: *const c_char) -> c_int;
+    pub fn qerr_tokenizer_free(t: *mut qerr_tokenizer);
+    pub fn qerr_tokenizer_vocab_size(t: *const qerr_tokenizer) -> i64;
+    pub fn qerr_tokenizer_bos_id(t: *const qerr_tokenizer) -> i64;
+    pub fn qerr_tokenizer_eos_id(t: *const qerr_tokenizer) -> i64;
+    pub fn qerr_tokenizer_encode(t: *const qerr_tokenizer, text: *const c_char, len: usize,
+                                 flags: c_uint, ids: *mut *mut u32, count: *mut i64) -> c_int;
+    pub fn qerr_tokenizer_decode(t: *const qerr_tokenizer, ids: *const u32, count: i64,
+                                 flags: c_uint, text: *mut *mut c_char, len: *mut usize) -> c_int;
+    pub fn qerr_tokenizer_token_text(t: *const qerr_tokenizer, id: u32, len: *mut usize,
+                                     special: *mut c_int) -> *const c_char;
+    pub fn qerr_tokenizer_encode_file(t: *const qerr_tokenizer, path: *const c_char, flags: c_uint,
+                                      ids: *mut *mut u32, count: *mut i64, text_bytes: *mut i64)
+                                      -> c_int;
 }
+
+/// Flags of qerr_tokenizer_encode / qerr_tokenizer_encode_file / _decode.
+pub const QERR_TOKENIZE_ADD_SPECIAL: c_uint = 1;
+pub const QERR_TOKENIZE_PARSE_SPECIAL: c_uint = 2;
+pub const QERR_DETOKENIZE_SKIP_SPECIAL: c_uint = 1;

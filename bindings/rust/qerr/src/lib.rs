@@ -32,6 +32,8 @@ mod model;
 mod plan;
 mod result;
 mod tensor;
+#[cfg(qerr_model)]
+mod tokenizer;
 mod util;
 
 pub use calib::Calibration;
@@ -44,6 +46,8 @@ pub use export::{gguf_quantize, gguf_save, gguf_tensor_type};
 pub use plan::{method_params, method_summary, methods, ParamInfo, ParamType, Plan};
 pub use result::{Extra, Outliers, QuantResult, ResultView};
 pub use tensor::{Dtype, Matrix};
+#[cfg(qerr_model)]
+pub use tokenizer::Tokenizer;
 
 pub use qerr_sys as sys;
 
