@@ -188,7 +188,7 @@ static void mix_follows_llama_quantize(void **state) {
     }
     assert_string_equal(type_of(&mx, "output.weight", 256), "Q6_K");
     assert_string_equal(type_of(&mx, "token_embd.weight", 256), "Q4_K");
-    assert_int_equal(qerr__gguf_mix_type(&mx, "blk.0.attn_norm.weight", 1, 256), QERR_GT_F32);
+    assert_int_equal(qerr__gguf_mix_type(&mx, "blk.0.attn_norm.weight", 1, 256), QERR_GGML_F32);
 
     assert_int_equal(qerr__gguf_mix_init(&mx, "Q3_K_M", "ftype", 6, 2, false), QERR_OK);
     assert_string_equal(type_of(&mx, "blk.0.attn_v.weight", 256), "Q5_K");
@@ -346,6 +346,62 @@ static void export_errors_leave_no_file(void **state) {
     qerr_model_free(m);
 }
 
+/* A quantized file: every quantized tensor loads back as the pipeline's
+ * dequantized result (Q/K rows back in place), fallbacks as F16-rounded
+ * floats, norms exact; the tied embedding is the output projection's. */
+static void export_quantized_round_trip(void **state) {
+    (void)state;
+    TU_REQUIRE_SHARED(data);
+    char dir[1024], tok[1024];
+    snprintf(dir, sizeof dir, "%s/stories260k", data);
+    snprintf(tok, sizeof tok, "%s/stories260k/calib.u32", data);
+    qerr_model *m, *g;
+    uint32_t *t;
+    int64_t n;
+    assert_int_equal(qerr_model_load(&m, dir), QERR_OK);
+    assert_int_equal(qerr_tokens_read(tok, &t, &n), QERR_OK);
+    qerr_qmodel *q;
+    assert_int_equal(qerr_gguf_quantize(NULL, m, "Q4_K_M", NULL, "solver=gptq", t, n, 8, 64, &q),
+                     QERR_OK);
+    char *path = temp_path("q.gguf");
+    assert_int_equal(qerr_gguf_save(m, q, "Q4_K_M", NULL, path), QERR_OK);
+    assert_int_equal(qerr_gguf_save(m, q, "Q4_0", NULL, path), QERR_E_INVALID_ARG);
+    assert_int_equal(qerr_model_load(&g, path), QERR_OK);
+    qerr_gguf_file f;
+    assert_int_equal(qerr__gguf_open(path, &f), QERR_OK);
+    assert_int_equal(qerr__gguf_tensor(&f, "blk.0.attn_q.weight")->type, QERR_GGML_Q5_0);
+    assert_int_equal(qerr__gguf_tensor(&f, "blk.2.attn_v.weight")->type, QERR_GGML_Q8_0);
+    assert_int_equal(qerr__gguf_tensor(&f, "blk.0.ffn_down.weight")->type, QERR_GGML_F16);
+    assert_int_equal(qerr__gguf_tensor(&f, "token_embd.weight")->type, QERR_GGML_Q8_0);
+    qerr__gguf_close(&f);
+    for (int i = 0; i < qerr_model_tensor_count(m); i++) {
+        const char *name = qerr_model_tensor_name(m, i);
+        const qerr_tensor *w, *x;
+        const qerr_result *r;
+        assert_int_equal(qerr_model_tensor(m, name, &w), QERR_OK);
+        assert_int_equal(qerr_model_tensor(g, name, &x), QERR_OK);
+        const int64_t k = qerr_tensor_numel(w);
+        float *want = malloc((size_t)k * sizeof *want);
+        const char *src = strcmp(name, "model.embed_tokens.weight") == 0 ? "lm_head.weight" : name;
+        if (qerr_qmodel_get(q, src, &r) == QERR_OK) {
+            assert_int_equal(qerr_result_dequantize(r, want, (size_t)k), QERR_OK);
+        } else {
+            const float *p = qerr_tensor_data(w);
+            bool round = qerr_tensor_ndim(w) == 2;
+            for (int64_t e = 0; e < k; e++)
+                want[e] = round ? qerr__f16_to_f32(qerr__f32_to_f16(p[e])) : p[e];
+        }
+        assert_memory_equal(qerr_tensor_data(x), want, (size_t)k * sizeof *want);
+        free(want);
+    }
+    unlink(path);
+    free(path);
+    qerr_model_free(g);
+    qerr_qmodel_free(q);
+    qerr_free(t);
+    qerr_model_free(m);
+}
+
 /* Models GGUF's "llama" cannot describe (yet) are refused by name, no file. */
 static void export_refuses_other_architectures(void **state) {
     (void)state;
@@ -396,6 +452,7 @@ int main(void) {
         cmocka_unit_test(export_tiny_llama),
         cmocka_unit_test(export_stories260k_tied),
         cmocka_unit_test(export_errors_leave_no_file),
+        cmocka_unit_test(export_quantized_round_trip),
         cmocka_unit_test(export_refuses_other_architectures),
         cmocka_unit_test(reader_refuses_other_architectures),
     };

@@ -5,6 +5,7 @@
  * file is built in memory in two passes (size, then fill) and written to a
  * temporary name that is renamed only when complete. */
 #include "gguf_mix.h"
+#include "../io/ggml_blocks.h"
 #include "../io/gguf.h"
 #include "../llama/gguf_arch.h"
 
@@ -97,7 +98,7 @@ static int attach_results(plan *p, const qerr_qmodel *q) {
     int used = 0;
     for (int i = 0; i < p->n; i++) {
         item *it = &p->items[i];
-        if (it->type == QERR_GT_F32 || it->type == QERR_GT_F16) continue;
+        if (it->type == QERR_GGML_F32 || it->type == QERR_GGML_F16) continue;
         const char *src = it->hf;
         if (p->m->cfg.tied && strcmp(it->gguf, "token_embd.weight") == 0 && q &&
             qerr_qmodel_get(q, "lm_head.weight", &it->r) == QERR_OK)
@@ -121,14 +122,6 @@ static int attach_results(plan *p, const qerr_qmodel *q) {
                "quantizes %d of this model's; it was made for another type or mix",
                have, p->mx.name, p->mx.mix == QERR_MIX_FTYPE ? "ftype" : p->mx.mix == QERR_MIX_PURE ? "pure" : "layers",
                used);
-    for (int i = 0; i < p->n; i++) {
-        item *it = &p->items[i];
-        if (it->type != QERR_GT_F32 && it->type != QERR_GT_F16)
-            return qerr__fail(QERR_E_UNSUPPORTED,
-                              "GGUF export: writing %s blocks needs the ggml block codecs, "
-                              "which this build does not have",
-                              qerr__gguf_type_label(it->type));
-    }
     return QERR_OK;
 }
 
@@ -218,13 +211,28 @@ static void fill_float(const item *it, const plan *p, uint8_t *dst) {
     const int64_t n_rows = by_elem ? cols : rows, n_cols = by_elem ? 1 : cols;
     for (int64_t r = 0; r < n_rows; r++) {
         const float *src = w + src_row(it, p, r) * n_cols;
-        if (it->type == QERR_GT_F32) {
+        if (it->type == QERR_GGML_F32) {
             memcpy(dst + (size_t)(r * n_cols) * 4, src, (size_t)n_cols * 4);
         } else {
             uint16_t *h = (uint16_t *)(void *)(dst + (size_t)(r * n_cols) * 2);
             for (int64_t k = 0; k < n_cols; k++) h[k] = qerr__f32_to_f16(src[k]);
         }
     }
+}
+
+/* A quantized tensor: the result's ggml bytes, rows moved as for floats. */
+static int fill_blocks(const item *it, const plan *p, uint8_t *dst, uint8_t *scratch) {
+    const size_t rb = qerr__gguf_row_bytes(it->type, it->ne[0]);
+    int rc = qerr__ggml_encode_result(it->r, it->type, scratch, rb * (size_t)it->ne[1]);
+    if (rc != QERR_OK) {
+        char why[256];
+        snprintf(why, sizeof why, "%s", qerr_last_error());
+        return qerr__fail(rc, "GGUF export: '%s' as %s: %s", it->gguf,
+                          qerr__gguf_type_label(it->type), why);
+    }
+    for (int64_t r = 0; r < it->ne[1]; r++)
+        memcpy(dst + (size_t)r * rb, scratch + (size_t)src_row(it, p, r) * rb, rb);
+    return QERR_OK;
 }
 
 static int put_file(qerr_gguf_sink *s, const plan *p, int64_t n_kv) {
@@ -235,13 +243,21 @@ static int put_file(qerr_gguf_sink *s, const plan *p, int64_t n_kv) {
         qerr__gguf_put_tensor_info(s, it->gguf, it->ndim, it->ne, it->type, it->offset);
     }
     qerr__gguf_pad(s, QERR_GGUF_ALIGN);
-    for (int i = 0; i < p->n; i++) {
+    size_t most = 0;
+    for (int i = 0; i < p->n; i++)
+        if (p->items[i].r && p->items[i].nbytes > most) most = p->items[i].nbytes;
+    uint8_t *scratch = s->p && most ? malloc(most) : NULL;
+    QERR_CHECK(!s->p || !most || scratch, QERR_E_NOMEM, "GGUF export: out of memory");
+    int rc = QERR_OK;
+    for (int i = 0; i < p->n && rc == QERR_OK; i++) {
         const item *it = &p->items[i];
         uint8_t *dst = qerr__gguf_put_space(s, it->nbytes);
-        if (dst) fill_float(it, p, dst);
+        if (dst && it->r) rc = fill_blocks(it, p, dst, scratch);
+        else if (dst) fill_float(it, p, dst);
         qerr__gguf_pad(s, QERR_GGUF_ALIGN);
     }
-    return QERR_OK;
+    free(scratch);
+    return rc;
 }
 
 int qerr_gguf_tensor_type(const qerr_model *m, const char *type, const char *mix,
@@ -282,7 +298,7 @@ int qerr_gguf_save(const qerr_model *m, const qerr_qmodel *q, const char *type, 
         buf = malloc(count.n);
         if (!buf) rc = qerr__fail(QERR_E_NOMEM, "%s: cannot allocate %zu bytes", fn, count.n);
         qerr_gguf_sink fill = {buf, 0};
-        if (rc == QERR_OK) put_file(&fill, &p, n_kv);
+        if (rc == QERR_OK) rc = put_file(&fill, &p, n_kv);
         if (rc == QERR_OK) rc = qerr__write_file_atomic(path, buf, fill.n);
     }
     free(buf);

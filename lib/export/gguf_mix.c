@@ -15,12 +15,12 @@ static const struct {
     const char *name;
     int ftype, base;
 } ftypes[] = {
-    {"F32", 0, QERR_GT_F32},     {"F16", 1, QERR_GT_F16},     {"Q4_0", 2, QERR_GT_Q4_0},
-    {"Q4_1", 3, QERR_GT_Q4_1},   {"Q8_0", 7, QERR_GT_Q8_0},   {"Q5_0", 8, QERR_GT_Q5_0},
-    {"Q5_1", 9, QERR_GT_Q5_1},   {"Q2_K", 10, QERR_GT_Q2_K},  {"Q3_K_S", 11, QERR_GT_Q3_K},
-    {"Q3_K_M", 12, QERR_GT_Q3_K}, {"Q3_K_L", 13, QERR_GT_Q3_K}, {"Q4_K_S", 14, QERR_GT_Q4_K},
-    {"Q4_K_M", 15, QERR_GT_Q4_K}, {"Q5_K_S", 16, QERR_GT_Q5_K}, {"Q5_K_M", 17, QERR_GT_Q5_K},
-    {"Q6_K", 18, QERR_GT_Q6_K},
+    {"F32", 0, QERR_GGML_F32},     {"F16", 1, QERR_GGML_F16},     {"Q4_0", 2, QERR_GGML_Q4_0},
+    {"Q4_1", 3, QERR_GGML_Q4_1},   {"Q8_0", 7, QERR_GGML_Q8_0},   {"Q5_0", 8, QERR_GGML_Q5_0},
+    {"Q5_1", 9, QERR_GGML_Q5_1},   {"Q2_K", 10, QERR_GGML_Q2_K},  {"Q3_K_S", 11, QERR_GGML_Q3_K},
+    {"Q3_K_M", 12, QERR_GGML_Q3_K}, {"Q3_K_L", 13, QERR_GGML_Q3_K}, {"Q4_K_S", 14, QERR_GGML_Q4_K},
+    {"Q4_K_M", 15, QERR_GGML_Q4_K}, {"Q5_K_S", 16, QERR_GGML_Q5_K}, {"Q5_K_M", 17, QERR_GGML_Q5_K},
+    {"Q6_K", 18, QERR_GGML_Q6_K},
 };
 enum { FT_Q4_0 = 2, FT_Q5_0 = 8, FT_Q2_K = 10, FT_Q3_K_M = 12, FT_Q3_K_L = 13, FT_Q4_K_S = 14,
        FT_Q4_K_M = 15, FT_Q5_K_M = 17 };
@@ -30,26 +30,8 @@ static const struct {
 } aliases[] = {{"Q3_K", "Q3_K_M"}, {"Q4_K", "Q4_K_M"}, {"Q5_K", "Q5_K_M"}};
 
 const char *qerr__gguf_type_label(int type) {
-    switch (type) {
-    case QERR_GT_F32: return "F32";
-    case QERR_GT_F16: return "F16";
-    case QERR_GT_Q4_0: return "Q4_0";
-    case QERR_GT_Q4_1: return "Q4_1";
-    case QERR_GT_Q5_0: return "Q5_0";
-    case QERR_GT_Q5_1: return "Q5_1";
-    case QERR_GT_Q8_0: return "Q8_0";
-    case QERR_GT_Q2_K: return "Q2_K";
-    case QERR_GT_Q3_K: return "Q3_K";
-    case QERR_GT_Q4_K: return "Q4_K";
-    case QERR_GT_Q5_K: return "Q5_K";
-    case QERR_GT_Q6_K: return "Q6_K";
-    default: return "?";
-    }
-}
-
-int64_t qerr__gguf_type_block(int type) {
-    if (type == QERR_GT_F32 || type == QERR_GT_F16) return 1;
-    return type >= QERR_GT_Q2_K ? 256 : 32;
+    const char *name = qerr__ggml_type_name(type);
+    return name ? name : "?";
 }
 
 int qerr__gguf_mix_init(qerr_gguf_mix *mx, const char *type, const char *mix, int64_t n_layer,
@@ -104,32 +86,32 @@ static int rule(const qerr_gguf_mix *mx, const char *name, int64_t cols) {
     const bool output = strcmp(name, "output.weight") == 0;
     const bool embd = strcmp(name, "token_embd.weight") == 0;
     if (output || (embd && mx->tied)) {
-        if (cols % qerr__gguf_type_block(t) != 0) return QERR_GT_Q8_0;
-        return t == QERR_GT_Q8_0 ? QERR_GT_Q8_0 : QERR_GT_Q6_K;
+        if (cols % qerr__ggml_block_elems(t) != 0) return QERR_GGML_Q8_0;
+        return t == QERR_GGML_Q8_0 ? QERR_GGML_Q8_0 : QERR_GGML_Q6_K;
     }
     if (embd) return t;
     long long l = -1;
     if (sscanf(name, "blk.%lld.", &l) != 1 || l < 0) return t;
     const int64_t i = name_rank(l, mx->n_layer), n = mx->n_layer;
     if (strstr(name, ".attn_v.")) {
-        if (ft == FT_Q2_K) t = mx->n_gqa >= 4 ? QERR_GT_Q4_K : QERR_GT_Q3_K;
-        else if (ft == FT_Q3_K_M) t = i < 2 ? QERR_GT_Q5_K : QERR_GT_Q4_K;
-        else if (ft == FT_Q3_K_L) t = QERR_GT_Q5_K;
-        else if ((ft == FT_Q4_K_M || ft == FT_Q5_K_M) && more_bits(i, n)) t = QERR_GT_Q6_K;
-        else if (ft == FT_Q4_K_S && i < 4) t = QERR_GT_Q5_K;
+        if (ft == FT_Q2_K) t = mx->n_gqa >= 4 ? QERR_GGML_Q4_K : QERR_GGML_Q3_K;
+        else if (ft == FT_Q3_K_M) t = i < 2 ? QERR_GGML_Q5_K : QERR_GGML_Q4_K;
+        else if (ft == FT_Q3_K_L) t = QERR_GGML_Q5_K;
+        else if ((ft == FT_Q4_K_M || ft == FT_Q5_K_M) && more_bits(i, n)) t = QERR_GGML_Q6_K;
+        else if (ft == FT_Q4_K_S && i < 4) t = QERR_GGML_Q5_K;
     } else if (strstr(name, ".ffn_down.")) {
-        if (ft == FT_Q2_K) t = QERR_GT_Q3_K;
-        else if (ft == FT_Q3_K_M) t = i < n / 16 ? QERR_GT_Q5_K : QERR_GT_Q4_K;
-        else if (ft == FT_Q3_K_L) t = QERR_GT_Q5_K;
-        else if (ft == FT_Q4_K_M) t = more_bits(i, n) ? QERR_GT_Q6_K : t;
-        else if (ft == FT_Q5_K_M && more_bits(i, n)) t = QERR_GT_Q6_K;
-        else if (ft == FT_Q4_K_S && i < n / 8) t = QERR_GT_Q5_K;
+        if (ft == FT_Q2_K) t = QERR_GGML_Q3_K;
+        else if (ft == FT_Q3_K_M) t = i < n / 16 ? QERR_GGML_Q5_K : QERR_GGML_Q4_K;
+        else if (ft == FT_Q3_K_L) t = QERR_GGML_Q5_K;
+        else if (ft == FT_Q4_K_M) t = more_bits(i, n) ? QERR_GGML_Q6_K : t;
+        else if (ft == FT_Q5_K_M && more_bits(i, n)) t = QERR_GGML_Q6_K;
+        else if (ft == FT_Q4_K_S && i < n / 8) t = QERR_GGML_Q5_K;
         else if ((ft == FT_Q4_0 || ft == FT_Q5_0) && i < n / 8)
-            t = ft == FT_Q4_0 ? QERR_GT_Q4_1 : QERR_GT_Q5_1;
+            t = ft == FT_Q4_0 ? QERR_GGML_Q4_1 : QERR_GGML_Q5_1;
     } else if (strstr(name, ".attn_output.")) {
-        if (ft == FT_Q2_K) t = QERR_GT_Q3_K;
-        else if (ft == FT_Q3_K_M) t = QERR_GT_Q4_K;
-        else if (ft == FT_Q3_K_L) t = QERR_GT_Q5_K;
+        if (ft == FT_Q2_K) t = QERR_GGML_Q3_K;
+        else if (ft == FT_Q3_K_M) t = QERR_GGML_Q4_K;
+        else if (ft == FT_Q3_K_L) t = QERR_GGML_Q5_K;
     }
     return t;
 }
@@ -138,24 +120,24 @@ static int rule(const qerr_gguf_mix *mx, const char *name, int64_t cols) {
  * k-quant whose blocks do not fit goes to a 32-block type, and a type that
  * still does not fit to F16. */
 static int fallback(int t, int64_t cols) {
-    if (cols % qerr__gguf_type_block(t) == 0) return t;
+    if (cols % qerr__ggml_block_elems(t) == 0) return t;
     switch (t) {
-    case QERR_GT_Q2_K:
-    case QERR_GT_Q3_K: t = QERR_GT_Q4_0; break;
-    case QERR_GT_Q4_K: t = QERR_GT_Q5_0; break;
-    case QERR_GT_Q5_K: t = QERR_GT_Q5_1; break;
-    case QERR_GT_Q6_K: t = QERR_GT_Q8_0; break;
+    case QERR_GGML_Q2_K:
+    case QERR_GGML_Q3_K: t = QERR_GGML_Q4_0; break;
+    case QERR_GGML_Q4_K: t = QERR_GGML_Q5_0; break;
+    case QERR_GGML_Q5_K: t = QERR_GGML_Q5_1; break;
+    case QERR_GGML_Q6_K: t = QERR_GGML_Q8_0; break;
     default: break;
     }
-    return cols % qerr__gguf_type_block(t) == 0 ? t : QERR_GT_F16;
+    return cols % qerr__ggml_block_elems(t) == 0 ? t : QERR_GGML_F16;
 }
 
 int qerr__gguf_mix_type(const qerr_gguf_mix *mx, const char *name, int ndim, int64_t cols) {
-    if (ndim < 2 || mx->base == QERR_GT_F32) return QERR_GT_F32;
-    if (mx->base == QERR_GT_F16) return QERR_GT_F16;
+    if (ndim < 2 || mx->base == QERR_GGML_F32) return QERR_GGML_F32;
+    if (mx->base == QERR_GGML_F16) return QERR_GGML_F16;
     int t;
-    if (mx->mix == QERR_MIX_LAYERS) t = strncmp(name, "blk.", 4) == 0 ? mx->base : QERR_GT_F32;
+    if (mx->mix == QERR_MIX_LAYERS) t = strncmp(name, "blk.", 4) == 0 ? mx->base : QERR_GGML_F32;
     else if (mx->mix == QERR_MIX_PURE) t = mx->base;
     else t = rule(mx, name, cols);
-    return t == QERR_GT_F32 ? t : fallback(t, cols);
+    return t == QERR_GGML_F32 ? t : fallback(t, cols);
 }

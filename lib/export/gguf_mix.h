@@ -3,14 +3,7 @@
 #ifndef QERR_EXPORT_GGUF_MIX_H
 #define QERR_EXPORT_GGUF_MIX_H
 
-#include "../core/internal.h"
-
-/* ggml tensor types (ggml's own numbering). */
-enum {
-    QERR_GT_F32 = 0, QERR_GT_F16 = 1, QERR_GT_Q4_0 = 2, QERR_GT_Q4_1 = 3, QERR_GT_Q5_0 = 6,
-    QERR_GT_Q5_1 = 7, QERR_GT_Q8_0 = 8, QERR_GT_Q2_K = 10, QERR_GT_Q3_K = 11, QERR_GT_Q4_K = 12,
-    QERR_GT_Q5_K = 13, QERR_GT_Q6_K = 14
-};
+#include "../io/ggml_blocks.h"
 
 /* How the file type spreads over the tensors. */
 enum {
@@ -22,7 +15,7 @@ enum {
 typedef struct qerr_gguf_mix {
     const char *name; /* canonical file type name, "Q4_K_M" */
     int ftype;        /* llama.cpp's llama_ftype number (general.file_type) */
-    int base;         /* QERR_GT_*: the type most tensors get */
+    int base;         /* QERR_GGML_*: the type most tensors get */
     int mix;          /* QERR_MIX_* */
     int64_t n_layer, n_gqa;
     bool tied;
@@ -37,9 +30,7 @@ int qerr__gguf_mix_init(qerr_gguf_mix *mx, const char *type, const char *mix, in
  * llama-quantize's fallback when cols does not fill the type's blocks. 1-D
  * tensors (norms) are always F32. */
 int qerr__gguf_mix_type(const qerr_gguf_mix *mx, const char *name, int ndim, int64_t cols);
-/* "Q4_K", "F16", ...; "?" for a type outside QERR_GT_*. */
+/* "Q4_K", "F16", ...; "?" for a type outside QERR_GGML_*. */
 const char *qerr__gguf_type_label(int type);
-/* Elements per block of a QERR_GT_* type (1 for F32 / F16). */
-int64_t qerr__gguf_type_block(int type);
 
 #endif

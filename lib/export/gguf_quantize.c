@@ -47,7 +47,7 @@ static int spec(text *t, int type, const char *opts) {
     return text_add(t, "ggml:type=%s%s%s", lower, opts && *opts ? "," : "", opts ? opts : "");
 }
 
-static bool is_float(int type) { return type == QERR_GT_F32 || type == QERR_GT_F16; }
+static bool is_float(int type) { return type == QERR_GGML_F32 || type == QERR_GGML_F16; }
 
 /* Overrides for every linear, and lm_head, whose type is not the base. */
 static int overrides(const qerr_model *m, const qerr_gguf_mix *mx, const char *opts, text *ov) {
@@ -76,6 +76,7 @@ static int overrides(const qerr_model *m, const qerr_gguf_mix *mx, const char *o
 static int quantize_embedding(qerr_ctx *ctx, const qerr_model *m, const qerr_gguf_mix *mx,
                               const char *opts, qerr_qmodel *q) {
     const char *name = "model.embed_tokens.weight";
+    if (m->cfg.tied) return QERR_OK; /* the output projection's result is the embedding */
     int i = qerr__model_find(m, name);
     QERR_CHECK(i >= 0, QERR_E_NOT_FOUND, "GGUF export: the model has no '%s'", name);
     const qerr_tensor *w = m->entries[i].t;

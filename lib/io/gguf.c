@@ -8,6 +8,7 @@
  * count is bounded by the bytes that remain, every tensor must lie inside the
  * data section, and no two tensors may overlap. */
 #include "gguf.h"
+#include "ggml_blocks.h"
 #include "io.h"
 
 #include <stdio.h>
@@ -29,7 +30,7 @@ size_t qerr__gguf_row_bytes(int type, int64_t n) {
     case QERR_GGUF_T_F32: return (size_t)n * 4;
     case QERR_GGUF_T_F16:
     case QERR_GGUF_T_BF16: return (size_t)n * 2;
-    default: return 0;
+    default: return qerr__ggml_row_bytes(type, n);
     }
 }
 
@@ -45,8 +46,9 @@ int qerr__gguf_row_to_f32(int type, const uint8_t *src, int64_t n, float *dst) {
         }
         return QERR_OK;
     default:
-        return qerr__fail(QERR_E_UNSUPPORTED, "ggml type %d cannot be dequantized by libqerr",
-                          type);
+        QERR_CHECK(qerr__ggml_row_bytes(type, n) > 0, QERR_E_UNSUPPORTED,
+                   "ggml type %d cannot be dequantized by libqerr", type);
+        return qerr__ggml_dequantize_row(type, src, n, dst);
     }
 }
 

@@ -21,8 +21,8 @@ enum {
     QERR_GGUF_I64, QERR_GGUF_F64, QERR_GGUF_TYPE_COUNT
 };
 
-/* ggml tensor types the container itself knows the size of (the quantized
- * block types are sized through lib/io/ggml_blocks.h). */
+/* ggml tensor types the container sizes itself; the block types are sized
+ * and dequantized by lib/io/ggml_blocks.h. */
 enum { QERR_GGUF_T_F32 = 0, QERR_GGUF_T_F16 = 1, QERR_GGUF_T_BF16 = 30 };
 
 /* ---- reader -------------------------------------------------------------- */
