@@ -72,3 +72,26 @@ def test_bad_requests_leave_no_file(stories, tmp_path):
         qerr.gguf_save(stories, path, "F32", mix="most")
     assert e.value.code == qerr.E_INVALID_ARG
     assert not path.exists()
+
+
+def test_quantized_gguf_holds_the_pipeline_results(stories, tmp_path):
+    toks = qerr.read_tokens(DATA / "stories260k" / "calib.u32")
+    path = tmp_path / "q8.gguf"
+    q = qerr.export_gguf(stories, path, "Q8_0", toks, ggml_opts="solver=gptq", nsamples=4,
+                         seqlen=64)
+    try:
+        name = "model.layers.1.self_attn.k_proj.weight"
+        assert name in q and "lm_head.weight" in q
+        g = qerr.Model.load(path)
+        try:
+            np.testing.assert_array_equal(g.tensor(name), q[name].dequantize())
+            # tied: the file's one token_embd is the output projection's result
+            np.testing.assert_array_equal(g.tensor("model.embed_tokens.weight"),
+                                          q["lm_head.weight"].dequantize())
+        finally:
+            g.close()
+        with pytest.raises(qerr.QerrError) as e:
+            qerr.gguf_save(stories, tmp_path / "other.gguf", "Q4_0", q)
+        assert e.value.code == qerr.E_INVALID_ARG
+    finally:
+        q.close()
