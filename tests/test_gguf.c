@@ -385,6 +385,9 @@ static void export_quantized_round_trip(void **state) {
         const char *src = strcmp(name, "model.embed_tokens.weight") == 0 ? "lm_head.weight" : name;
         if (qerr_qmodel_get(q, src, &r) == QERR_OK) {
             assert_int_equal(qerr_result_dequantize(r, want, (size_t)k), QERR_OK);
+            double err; /* calibrated on the layer's inputs: the pipeline gave it H */
+            assert_int_equal(qerr_result_diag(r, "layer_error", &err), QERR_OK);
+            if (!(err >= 0 && err < 1)) fail_msg("%s: layer error %g", src, err);
         } else {
             const float *p = qerr_tensor_data(w);
             bool round = qerr_tensor_ndim(w) == 2;

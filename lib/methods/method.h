@@ -49,6 +49,9 @@ typedef struct qerr_method {
     const qerr_param_def *params;
     int nparams;
     bool needs_calib;
+    /* Runs without calibration but uses it when given (the pipeline then
+     * calibrates the layer as for needs_calib). */
+    bool wants_calib;
     /* Optional: extra checks of the plan against the shape (the common keys
      * bits/group_size are checked by the core). */
     int (*validate)(const qerr_plan *plan, int64_t rows, int64_t cols);

@@ -131,7 +131,7 @@ static int quantize_one(pipeline *p, const char *name, const qerr_plan *plan, co
 }
 
 static bool plan_needs_calib(const qerr_plan *plan) {
-    return plan && plan->method->needs_calib;
+    return plan && (plan->method->needs_calib || plan->method->wants_calib);
 }
 
 typedef struct {

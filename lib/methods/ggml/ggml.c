@@ -340,6 +340,7 @@ const qerr_method qerr__ggml_method = {
     .params = ggml_params,
     .nparams = (int)(sizeof ggml_params / sizeof ggml_params[0]),
     .needs_calib = false,
+    .wants_calib = true, /* H = I without calibration; the full H when the pipeline has it */
     .validate = ggml_validate,
     .quantize = ggml_quantize,
 };
