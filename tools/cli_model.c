@@ -163,23 +163,6 @@ int cli_perplexity(qerr_ctx *ctx, const qerr_model *m, const uint32_t *tokens, i
     return rc;
 }
 
-/* Tied embeddings are one tensor under two names (the same data): counted
- * once. */
-int64_t cli_model_params(const qerr_model *m) {
-    int n = qerr_model_tensor_count(m);
-    const void **seen = calloc(n > 0 ? (size_t)n : 1, sizeof *seen);
-    int64_t total = 0;
-    int nseen = 0;
-    for (int i = 0; i < n; i++) {
-        const qerr_tensor *t;
-        if (qerr_model_tensor(m, qerr_model_tensor_name(m, i), &t) != QERR_OK) continue;
-        const void *data = qerr_tensor_data(t);
-        bool dup = false;
-        for (int j = 0; j < nseen && !dup; j++) dup = seen[j] == data;
-        if (dup) continue;
-        if (seen) seen[nseen++] = data;
-        total += qerr_tensor_numel(t);
-    }
-    free(seen);
-    return total;
-}
+/* Tied embeddings are one tensor under two names: counted once, nothing
+ * converted. */
+int64_t cli_model_params(const qerr_model *m) { return qerr_model_param_count(m); }

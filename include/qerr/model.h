@@ -25,11 +25,24 @@ QERR_API void qerr_free(void *p);
 typedef struct qerr_model_s qerr_model;
 
 /* Load `dir`/config.json and `dir`/model.safetensors (or the shards listed in
- * model.safetensors.index.json). Weights are converted to float32. `dir` may
- * also be a GGUF file of architecture "llama" (from libqerr or elsewhere):
- * its tensors are dequantized to float32, exactly as ggml dequantizes them. */
+ * model.safetensors.index.json). The shards are memory-mapped and the weights
+ * stay in their stored dtype (F32, F16, BF16); each tensor is converted to
+ * float32 when it is first used. The files must not change while the model
+ * is loaded. `dir` may also be a GGUF file of architecture "llama" (from
+ * libqerr or elsewhere): its tensors are dequantized to float32, exactly as
+ * ggml dequantizes them. */
 QERR_API int qerr_model_load(qerr_model **out, const char *dir);
 QERR_API void qerr_model_free(qerr_model *m);
+/* Streaming (on = non-zero): the float32 copies of a decoder layer are
+ * dropped as soon as a forward pass, perplexity or quantization is done with
+ * that layer, so about one layer is resident at a time. On by default when
+ * the model's float32 weights exceed 2 GiB. Tensors returned by
+ * qerr_model_tensor or rewritten by qerr_model_apply are never dropped. */
+QERR_API int qerr_model_set_streaming(qerr_model *m, int on);
+QERR_API int qerr_model_streaming(const qerr_model *m);
+/* Number of weights (elements of every tensor, a tied pair counted once),
+ * without converting anything. */
+QERR_API int64_t qerr_model_param_count(const qerr_model *m);
 /* Configuration values by their config.json names: "hidden_size",
  * "intermediate_size", "num_hidden_layers", "num_attention_heads",
  * "num_key_value_heads", "vocab_size", "tie_word_embeddings", "head_dim",
@@ -43,7 +56,9 @@ QERR_API void qerr_model_free(qerr_model *m);
 QERR_API int qerr_model_config_int(const qerr_model *m, const char *key, int64_t *value);
 QERR_API int qerr_model_config_double(const qerr_model *m, const char *key, double *value);
 /* Tensors by their Hugging Face names ("model.layers.0.self_attn.q_proj.weight").
- * The returned tensor is borrowed from the model (valid until it is freed). */
+ * The returned float32 tensor is borrowed from the model (valid until it is
+ * freed); it is converted on this call and then stays resident, so asking for
+ * every tensor of a large model costs its full float32 size. */
 QERR_API int qerr_model_tensor_count(const qerr_model *m);
 QERR_API const char *qerr_model_tensor_name(const qerr_model *m, int index);
 QERR_API int qerr_model_tensor(const qerr_model *m, const char *name, const qerr_tensor **out);

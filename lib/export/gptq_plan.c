@@ -119,7 +119,7 @@ int qerr__gptq_plan(const qerr_model *m, const qerr_qmodel *q, bool v2, qerr_gpt
                    fn, name);
         int i = qerr__model_find(m, name);
         QERR_CHECK(i >= 0, QERR_E_NOT_FOUND, "%s: the model has no tensor '%.128s'", fn, name);
-        const qerr_tensor *t = m->entries[i].t;
+        const qerr_model_entry *t = &m->entries[i]; /* shape only: nothing converted */
         QERR_CHECK(t->ndim == 2 && t->shape[0] == r->rows && t->shape[1] == r->cols,
                    QERR_E_SHAPE, "%s: '%.128s' is %lldx%lld in the qmodel but not in the model",
                    fn, name, (long long)r->rows, (long long)r->cols);

@@ -89,10 +89,15 @@ int qerr__gptq_tensors(const qerr_model *m, const qerr_qmodel *q, const qerr_gpt
         /* the second name of a tied embedding is written only when lm_head
          * is quantized, which unties them */
         if (e->alias && !plan->untie) continue;
-        if (quant) QERR_TRY(push_quant(out, cap, e->name, r, plan->bits));
-        else if (e->file_dtype == QERR_DTYPE_F16 || e->file_dtype == QERR_DTYPE_BF16)
-            QERR_TRY(push_float(out, cap, e->name, e->t, e->file_dtype));
-        else QERR_TRY(push_float(out, cap, e->name, e->t, QERR_DTYPE_F32));
+        if (quant) {
+            QERR_TRY(push_quant(out, cap, e->name, r, plan->bits));
+            continue;
+        }
+        const qerr_tensor *t; /* float32, converted on demand and kept */
+        QERR_TRY(qerr_model_tensor(m, e->name, &t));
+        if (e->file_dtype == QERR_DTYPE_F16 || e->file_dtype == QERR_DTYPE_BF16)
+            QERR_TRY(push_float(out, cap, e->name, t, e->file_dtype));
+        else QERR_TRY(push_float(out, cap, e->name, t, QERR_DTYPE_F32));
     }
     qerr__clear_error();
     /* sort both arrays by name, keeping them parallel: sort indices */

@@ -80,5 +80,10 @@ void qerr__st_close(qerr_st_file *f);
 const char *qerr__st_meta(const qerr_st_file *f, const char *key); /* NULL if absent */
 /* Convert an entry to float32 (dst holds numel floats). */
 void qerr__st_to_f32(const qerr_st_entry *e, float *dst);
+/* Index of the first NaN/Inf of an entry in its stored dtype, or -1. */
+int64_t qerr__st_find_nonfinite(const qerr_st_entry *e);
+/* Let the kernel drop the mapped pages of an entry (they are read again
+ * from the file on the next access), so converted layers leave no RSS. */
+void qerr__st_drop_pages(const qerr_st_file *f, const qerr_st_entry *e);
 
 #endif /* QERR_IO_H */

@@ -281,3 +281,33 @@ void qerr__st_to_f32(const qerr_st_entry *e, float *dst) {
         dst[i] = e->dtype == QERR_DTYPE_F16 ? qerr__f16_to_f32(h) : qerr__bf16_to_f32(h);
     }
 }
+
+int64_t qerr__st_find_nonfinite(const qerr_st_entry *e) {
+    if (e->dtype == QERR_DTYPE_F32) {
+        for (int64_t i = 0; i < e->numel; i++) {
+            uint32_t u;
+            memcpy(&u, e->data + 4 * i, sizeof u);
+            if ((u & 0x7f800000u) == 0x7f800000u) return i;
+        }
+        return -1;
+    }
+    /* f16: exponent 0x7c00; bf16: the top half of an f32, exponent 0x7f80 */
+    const uint16_t mask = e->dtype == QERR_DTYPE_F16 ? 0x7c00u : 0x7f80u;
+    for (int64_t i = 0; i < e->numel; i++) {
+        uint16_t h;
+        memcpy(&h, e->data + 2 * i, sizeof h);
+        if ((h & mask) == mask) return i;
+    }
+    return -1;
+}
+
+void qerr__st_drop_pages(const qerr_st_file *f, const qerr_st_entry *e) {
+    if (!f->map || e->nbytes == 0) return;
+    const uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
+    const uintptr_t base = (uintptr_t)f->map, end_map = base + f->map_len;
+    uintptr_t b = (uintptr_t)e->data & ~(page - 1);
+    uintptr_t en = ((uintptr_t)e->data + e->nbytes + page - 1) & ~(page - 1);
+    if (b < base) b = base;
+    if (en > end_map) en = end_map;
+    if (en > b) (void)madvise((void *)b, (size_t)(en - b), MADV_DONTNEED);
+}

@@ -312,6 +312,7 @@ int qerr__layer_forward_ex(const qerr_ctx *ctx, const qerr_model_config *c,
 
 int qerr__embed(const qerr_model *m, const uint32_t *tokens, int64_t rows, float *X) {
     const float *E = qerr__model_data(m, "model.embed_tokens.weight");
+    QERR_CHECK(E, QERR_E_NOMEM, "embedding: out of memory for its float32 copy");
     const int64_t d = m->cfg.hidden;
     for (int64_t r = 0; r < rows; r++) {
         QERR_CHECK(tokens[r] < (uint64_t)m->cfg.vocab, QERR_E_RANGE,
@@ -324,8 +325,11 @@ int qerr__embed(const qerr_model *m, const uint32_t *tokens, int64_t rows, float
 
 int qerr__head(const qerr_model *m, float *X, int64_t rows, float *logits) {
     const int64_t d = m->cfg.hidden;
-    rmsnorm_to(1, X, NULL, rows, d, qerr__model_data(m, "model.norm.weight"), m->cfg.rms_eps);
-    linear(X, rows, d, qerr__model_data(m, "lm_head.weight"), m->cfg.vocab, logits);
+    const float *g = qerr__model_data(m, "model.norm.weight");
+    const float *W = g ? qerr__model_data(m, "lm_head.weight") : NULL;
+    QERR_CHECK(W, QERR_E_NOMEM, "lm_head: out of memory for its float32 copy");
+    rmsnorm_to(1, X, NULL, rows, d, g, m->cfg.rms_eps);
+    linear(X, rows, d, W, m->cfg.vocab, logits);
     return QERR_OK;
 }
 
@@ -356,8 +360,10 @@ int qerr__greedy_decode(const qerr_model *m, const uint32_t *prompt, int64_t n_p
 int qerr__model_layer_run(const qerr_ctx *ctx, const qerr_model *m, int64_t l, float *X,
                           int64_t nwin, int64_t T) {
     qerr_layer_weights w;
-    qerr__model_layer(m, l, &w);
     QERR_TRY(qerr__config_check_window(&m->cfg, T, "forward pass"));
-    if (m->rt && m->rt[l]) return m->rt_ops->forward(&m->cfg, m->rt[l], &w, X, nwin, T);
-    return qerr__layer_forward(ctx, &m->cfg, &w, X, nwin, T, NULL, NULL, -1);
+    QERR_TRY(qerr__model_layer_acquire(m, l, &w));
+    int rc = m->rt && m->rt[l] ? m->rt_ops->forward(&m->cfg, m->rt[l], &w, X, nwin, T)
+                               : qerr__layer_forward(ctx, &m->cfg, &w, X, nwin, T, NULL, NULL, -1);
+    qerr__model_layer_release(m, l);
+    return rc;
 }

@@ -118,7 +118,7 @@ static int take_tensor(qerr_model *m, const qerr_gguf_tensor *t, const char *pat
         qerr_tensor_free(out);
         return rc;
     }
-    m->entries[m->n++] = (qerr_model_entry){name, out, false, QERR_DTYPE_F32};
+    qerr__model_add_loaded(m, name, out, -1);
     return QERR_OK;
 }
 
@@ -136,9 +136,7 @@ int qerr__model_read_gguf(qerr_model *m, const char *path) {
         int e = qerr__model_find(m, "model.embed_tokens.weight");
         char *name = strdup("lm_head.weight");
         if (!name) rc = qerr__fail(QERR_E_NOMEM, "%s: out of memory", path);
-        else if (e >= 0)
-            m->entries[m->n++] =
-                (qerr_model_entry){name, m->entries[e].t, true, m->entries[e].file_dtype};
+        else if (e >= 0) qerr__model_add_loaded(m, name, NULL, e);
         else free(name);
     }
     qerr__gguf_close(&f);

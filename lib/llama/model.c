@@ -1,7 +1,10 @@
 /* qerr_model_load: config.json + model.safetensors (or shards listed in
- * model.safetensors.index.json), every tensor converted to float32, the
- * LLaMA tensor set and shapes checked once here so the forward pass can
- * trust them. Tied embeddings: one tensor answers to both names. */
+ * model.safetensors.index.json), mapped and left in their stored dtype; the
+ * LLaMA tensor set, shapes and finiteness checked once here so the forward
+ * pass can trust them. A tensor is converted to float32 on first use; on a
+ * streaming model a decoder layer's copies are dropped again when its last
+ * user releases it, so one layer at a time is resident. Tied embeddings: one
+ * tensor answers to both names. */
 #include "model.h"
 #include "gguf_arch.h"
 #include "../io/gguf.h"
@@ -15,6 +18,8 @@
 
 #define MAX_CONFIG_BYTES ((size_t)16 << 20)
 #define MAX_SHARDS 4096
+/* Models whose float32 weights exceed this stream by default. */
+#define STREAM_ABOVE_BYTES ((int64_t)2 << 30)
 
 static const char EMBED[] = "model.embed_tokens.weight";
 static const char HEAD[] = "lm_head.weight";
@@ -43,9 +48,20 @@ int qerr__model_find(const qerr_model *m, const char *name) {
     return -1;
 }
 
-float *qerr__model_data(const qerr_model *m, const char *name) {
-    int i = qerr__model_find(m, name);
-    return i < 0 ? NULL : m->entries[i].t->data;
+/* Float32 copy of entry i (its owner's, for an alias); caller holds m->lock. */
+static int materialize(qerr_model *m, int i) {
+    qerr_model_entry *e = &m->entries[m->entries[i].owner];
+    if (e->t) return QERR_OK;
+    QERR_CHECK(e->src, QERR_E_INTERNAL, "model tensor '%.128s' has no data", e->name);
+    qerr_tensor *t;
+    QERR_TRY(qerr_tensor_create(&t, QERR_DTYPE_F32, e->ndim, e->shape));
+    qerr__st_to_f32(e->src, t->data);
+    for (int f = 0; f < m->nfiles; f++) {
+        const qerr_st_file *sf = &m->files[f];
+        if (e->src >= sf->entries && e->src < sf->entries + sf->n) qerr__st_drop_pages(sf, e->src);
+    }
+    e->t = t;
+    return QERR_OK;
 }
 
 /* Name of tensor `suffix` of layer l ("self_attn.q_proj" + ".bias"). */
@@ -53,11 +69,31 @@ static void layer_name(char *buf, size_t cap, int64_t l, const char *suffix, con
     snprintf(buf, cap, "model.layers.%lld.%s.%s", (long long)l, suffix, kind);
 }
 
-void qerr__model_layer(const qerr_model *m, int64_t l, qerr_layer_weights *w) {
+static float *data_locked(qerr_model *m, int i, bool pin) {
+    if (materialize(m, i) != QERR_OK) return NULL;
+    if (pin) m->entries[m->entries[i].owner].pinned = true;
+    return m->entries[m->entries[i].owner].t->data;
+}
+
+static float *model_data(const qerr_model *cm, const char *name, bool pin) {
+    qerr_model *m = (qerr_model *)cm; /* the cache is not part of the model's value */
+    int i = qerr__model_find(m, name);
+    if (i < 0) return NULL;
+    pthread_mutex_lock(&m->lock);
+    float *d = data_locked(m, i, pin);
+    pthread_mutex_unlock(&m->lock);
+    return d;
+}
+
+float *qerr__model_data(const qerr_model *m, const char *name) {
+    return model_data(m, name, false);
+}
+
+static bool layer_fill(const qerr_model *m, int64_t l, qerr_layer_weights *w, bool pin) {
     char name[128];
 #define GET(field, suffix)                                                                  \
     layer_name(name, sizeof name, l, suffix, "weight");                                    \
-    w->field = qerr__model_data(m, name)
+    w->field = model_data(m, name, pin)
     GET(attn_norm, "input_layernorm");
     GET(mlp_norm, "post_attention_layernorm");
     GET(q, "self_attn.q_proj");
@@ -70,11 +106,104 @@ void qerr__model_layer(const qerr_model *m, int64_t l, qerr_layer_weights *w) {
     GET(q_norm, "self_attn.q_norm");
     GET(k_norm, "self_attn.k_norm");
 #undef GET
+    bool ok = w->attn_norm && w->mlp_norm && w->q && w->k && w->v && w->o && w->gate && w->up &&
+              w->down;
     for (int lin = 0; lin < QERR_LIN_COUNT; lin++) {
         layer_name(name, sizeof name, l, qerr__lin_names[lin], "bias");
-        w->bias[lin] = m->cfg.bias[lin] ? qerr__model_data(m, name) : NULL;
+        w->bias[lin] = m->cfg.bias[lin] ? model_data(m, name, pin) : NULL;
+        ok &= !m->cfg.bias[lin] || w->bias[lin];
     }
     if (!m->cfg.qk_norm) w->q_norm = w->k_norm = NULL;
+    else ok &= w->q_norm && w->k_norm;
+    return ok;
+}
+
+void qerr__model_layer(const qerr_model *m, int64_t l, qerr_layer_weights *w) {
+    (void)layer_fill(m, l, w, true);
+}
+
+int qerr__model_layer_acquire(const qerr_model *cm, int64_t l, qerr_layer_weights *w) {
+    qerr_model *m = (qerr_model *)cm;
+    QERR_CHECK(l >= 0 && l < m->cfg.layers, QERR_E_INTERNAL, "model layer %lld does not exist",
+               (long long)l);
+    pthread_mutex_lock(&m->lock);
+    m->layer_refs[l]++;
+    pthread_mutex_unlock(&m->lock);
+    if (layer_fill(m, l, w, false)) return QERR_OK;
+    qerr__model_layer_release(m, l);
+    return qerr__fail(QERR_E_NOMEM, "model layer %lld: out of memory for its float32 weights",
+                      (long long)l);
+}
+
+void qerr__model_layer_release(const qerr_model *cm, int64_t l) {
+    qerr_model *m = (qerr_model *)cm;
+    if (l < 0 || l >= m->cfg.layers) return;
+    pthread_mutex_lock(&m->lock);
+    if (m->layer_refs[l] > 0 && --m->layer_refs[l] == 0 && m->streaming) {
+        for (int i = 0; i < m->n; i++) {
+            qerr_model_entry *e = &m->entries[i];
+            if (e->layer != l || e->alias || e->pinned || !e->t) continue;
+            qerr_tensor_free(e->t);
+            e->t = NULL;
+        }
+    }
+    pthread_mutex_unlock(&m->lock);
+}
+
+static int64_t entry_numel(const qerr_model_entry *e) {
+    int64_t n = 1;
+    for (int d = 0; d < e->ndim; d++) n *= e->shape[d];
+    return n;
+}
+
+int64_t qerr__model_layer_bytes(const qerr_model *m) {
+    int64_t b = 0;
+    for (int i = 0; i < m->n; i++)
+        if (m->entries[i].layer == 0 && !m->entries[i].alias)
+            b += entry_numel(&m->entries[i]) * (int64_t)sizeof(float);
+    return b;
+}
+
+int64_t qerr__model_f32_bytes(const qerr_model *m) {
+    int64_t b = 0;
+    for (int i = 0; i < m->n; i++)
+        if (!m->entries[i].alias) b += entry_numel(&m->entries[i]) * (int64_t)sizeof(float);
+    return b;
+}
+
+/* Decoder layer of "model.layers.N.*", else -1. */
+static int64_t layer_of(const char *name) {
+    static const char pre[] = "model.layers.";
+    if (strncmp(name, pre, sizeof pre - 1) != 0) return -1;
+    char *end;
+    long long l = strtoll(name + sizeof pre - 1, &end, 10);
+    return (end != name + sizeof pre - 1 && *end == '.' && l >= 0) ? (int64_t)l : -1;
+}
+
+static int add_entry(qerr_model *m, int cap, const char *name, const qerr_st_entry *src,
+                     int owner) {
+    QERR_CHECK(m->n < cap, QERR_E_INTERNAL, "qerr_model_load: entry table overflow");
+    char *copy = strdup(name);
+    QERR_CHECK(copy, QERR_E_NOMEM, "qerr_model_load: out of memory");
+    const int i = m->n++;
+    qerr_model_entry *e = &m->entries[i];
+    const qerr_model_entry *o = owner >= 0 ? &m->entries[owner] : NULL;
+    *e = (qerr_model_entry){copy, NULL, o != NULL, o ? owner : i, o ? o->src : src,
+                            layer_of(name), false, o ? o->ndim : src->ndim, {0}};
+    memcpy(e->shape, o ? o->shape : src->shape, sizeof e->shape);
+    e->file_dtype = o ? o->file_dtype : src->dtype;
+    return QERR_OK;
+}
+
+void qerr__model_add_loaded(qerr_model *m, char *name, qerr_tensor *t, int alias_of) {
+    const int i = m->n++;
+    qerr_model_entry *e = &m->entries[i];
+    const qerr_tensor *d = alias_of >= 0 ? m->entries[alias_of].t : t;
+    *e = (qerr_model_entry){name, alias_of >= 0 ? NULL : t, alias_of >= 0,
+                            alias_of >= 0 ? alias_of : i, NULL, layer_of(name), true, d->ndim,
+                            {0}};
+    memcpy(e->shape, d->shape, sizeof e->shape);
+    e->file_dtype = alias_of >= 0 ? m->entries[alias_of].file_dtype : t->dtype;
 }
 
 int qerr__model_add(qerr_model *m, int cap, const char *name, qerr_tensor *t, bool alias) {
@@ -84,12 +213,19 @@ int qerr__model_add(qerr_model *m, int cap, const char *name, qerr_tensor *t, bo
         if (!alias) qerr_tensor_free(t);
         return qerr__fail(QERR_E_NOMEM, "qerr_model_load: out of memory");
     }
-    m->entries[m->n++] = (qerr_model_entry){copy, t, alias, t->dtype};
+    int owner = -1; /* an alias answers with the entry that holds t */
+    for (int j = 0; alias && j < m->n && owner < 0; j++)
+        if (m->entries[j].t == t) owner = j;
+    if (alias && owner < 0) {
+        free(copy);
+        return qerr__fail(QERR_E_INTERNAL, "qerr_model_load: alias of an unknown tensor");
+    }
+    qerr__model_add_loaded(m, copy, alias ? NULL : t, owner);
     return QERR_OK;
 }
 
-/* Copy every tensor of one shard into the model as float32 (the parts of
- * GPTQ modules are left to qerr__gptq_load). */
+/* Index every tensor of one shard, its bytes left in the mapping (the parts
+ * of GPTQ modules are left to qerr__gptq_load). */
 static int take_shard(qerr_model *m, int cap, const qerr_st_file *f, const char *path,
                       bool gptq) {
     for (int i = 0; i < f->n; i++) {
@@ -102,11 +238,7 @@ static int take_shard(qerr_model *m, int cap, const qerr_st_file *f, const char 
         QERR_CHECK(qerr__model_find(m, e->name) < 0, QERR_E_FORMAT,
                    "qerr_model_load: tensor '%.128s' appears twice (again in %s)", e->name,
                    path);
-        qerr_tensor *t;
-        QERR_TRY(qerr_tensor_create(&t, QERR_DTYPE_F32, e->ndim, e->shape));
-        qerr__st_to_f32(e, t->data);
-        QERR_TRY(qerr__model_add(m, cap, e->name, t, false));
-        m->entries[m->n - 1].file_dtype = e->dtype;
+        QERR_TRY(add_entry(m, cap, e->name, e, -1));
     }
     return QERR_OK;
 }
@@ -198,7 +330,7 @@ static int load_weights(qerr_model *m, const char *dir, const qerr_gptq_cfg *gpt
 static int check_shape(const qerr_model *m, const char *name, int ndim, int64_t d0, int64_t d1) {
     int i = qerr__model_find(m, name);
     QERR_CHECK(i >= 0, QERR_E_FORMAT, "qerr_model_load: tensor '%s' is missing", name);
-    const qerr_tensor *t = m->entries[i].t;
+    const qerr_model_entry *t = &m->entries[i];
     bool ok = t->ndim == ndim && t->shape[0] == d0 && (ndim == 1 || t->shape[1] == d1);
     if (ndim == 1)
         QERR_CHECK(ok, QERR_E_FORMAT, "qerr_model_load: tensor '%s' must have shape [%lld]", name,
@@ -293,8 +425,20 @@ static int check_tensors(const qerr_model *m) {
         QERR_TRY(check_shape(m, name, 1, c->head_dim, 0));
     }
     QERR_TRY(check_all_used(m));
-    for (int i = 0; i < m->n; i++) {
+    /* in the stored dtype, dropping the pages read, so a check of a large
+     * model leaves nothing resident */
+    for (int f = 0; f < m->nfiles; f++) {
+        for (int i = 0; i < m->files[f].n; i++) {
+            const qerr_st_entry *e = &m->files[f].entries[i];
+            int64_t bad = qerr__st_find_nonfinite(e);
+            qerr__st_drop_pages(&m->files[f], e);
+            QERR_CHECK(bad < 0, QERR_E_NONFINITE, "qerr_model_load: '%.128s'[%lld] is not finite",
+                       e->name, (long long)bad);
+        }
+    }
+    for (int i = 0; i < m->n; i++) { /* tensors read into memory (GGUF) */
         const qerr_tensor *t = m->entries[i].t;
+        if (m->entries[i].src || m->entries[i].alias || !t) continue;
         int64_t bad = qerr__find_nonfinite_f32(t->data, t->numel);
         QERR_CHECK(bad < 0, QERR_E_NONFINITE, "qerr_model_load: '%.128s'[%lld] is not finite",
                    m->entries[i].name, (long long)bad);
@@ -308,10 +452,12 @@ static int tie_embeddings(qerr_model *m, int cap, const qerr_st_file *meta) {
     int e = qerr__model_find(m, EMBED), h = qerr__model_find(m, HEAD);
     if (e >= 0 && h >= 0) { /* transformers reads the embedding for both: a different
                                lm_head would be a tensor left unread */
-        const qerr_tensor *te = m->entries[e].t, *th = m->entries[h].t;
+        const int64_t ne = entry_numel(&m->entries[e]), nh = entry_numel(&m->entries[h]);
+        const float *de = m->cfg.tied ? qerr__model_data(m, EMBED) : NULL;
+        const float *dh = m->cfg.tied ? qerr__model_data(m, HEAD) : NULL;
+        QERR_CHECK(!m->cfg.tied || (de && dh), QERR_E_NOMEM, "qerr_model_load: out of memory");
         QERR_CHECK(!m->cfg.tied ||
-                       (te->numel == th->numel &&
-                        memcmp(te->data, th->data, (size_t)te->numel * sizeof(float)) == 0),
+                       (ne == nh && memcmp(de, dh, (size_t)ne * sizeof(float)) == 0),
                    QERR_E_UNSUPPORTED,
                    "qerr_model_load: tie_word_embeddings is true but the stored '%s' differs "
                    "from '%s'; refusing to ignore it",
@@ -321,10 +467,8 @@ static int tie_embeddings(qerr_model *m, int cap, const qerr_st_file *meta) {
     const char *said = qerr__st_meta(meta, EMBED);
     bool tied = m->cfg.tied || (said && strcmp(said, HEAD) == 0);
     if (!tied) return QERR_OK; /* check_tensors names the missing one */
-    int src = e >= 0 ? e : h;
-    if (src < 0) return QERR_OK;
-    QERR_TRY(qerr__model_add(m, cap, e >= 0 ? HEAD : EMBED, m->entries[src].t, true));
-    m->entries[m->n - 1].file_dtype = m->entries[src].file_dtype;
+    if (e >= 0) return add_entry(m, cap, HEAD, NULL, e);
+    if (h >= 0) return add_entry(m, cap, EMBED, NULL, h);
     return QERR_OK;
 }
 
@@ -356,9 +500,13 @@ static int read_dir(qerr_model *m, const char *dir) {
     }
     if (rc == QERR_OK)
         rc = load_weights(m, dir, &gptq, &cap, &meta, files, MAX_SHARDS, &nfiles);
+    m->files = files; /* the tensors' bytes: kept mapped until qerr_model_free */
+    m->nfiles = nfiles;
     if (rc == QERR_OK) rc = tie_embeddings(m, cap, meta);
-    for (int s = 0; s < nfiles; s++) qerr__st_close(&files[s]);
-    free(files);
+    if (rc == QERR_OK && nfiles > 0) { /* shrink the table of shards to its use */
+        qerr_st_file *fit = realloc(m->files, (size_t)nfiles * sizeof *fit);
+        if (fit) m->files = fit;
+    }
     return rc;
 }
 
@@ -369,9 +517,15 @@ int qerr_model_load(qerr_model **out, const char *dir) {
     QERR_CHECK(dir, QERR_E_INVALID_ARG, "%s: dir is NULL", fn);
     qerr_model *m = calloc(1, sizeof *m);
     QERR_CHECK(m, QERR_E_NOMEM, "%s: out of memory", fn);
+    pthread_mutex_init(&m->lock, NULL);
     /* a GGUF file (lib/llama/gguf_model.c) or a Hugging Face directory */
     int rc = qerr__gguf_is_file(dir) ? qerr__model_read_gguf(m, dir) : read_dir(m, dir);
+    if (rc == QERR_OK) {
+        m->layer_refs = qerr__calloc((size_t)m->cfg.layers, sizeof *m->layer_refs);
+        if (!m->layer_refs) rc = qerr__fail(QERR_E_NOMEM, "%s: out of memory", fn);
+    }
     if (rc == QERR_OK) rc = check_tensors(m);
+    if (rc == QERR_OK) m->streaming = qerr__model_f32_bytes(m) > STREAM_ABOVE_BYTES;
     if (rc != QERR_OK) {
         qerr_model_free(m);
         return rc;
@@ -398,6 +552,10 @@ void qerr_model_free(qerr_model *m) {
     }
     free(m->entries);
     free(m->dir);
+    for (int s = 0; s < m->nfiles; s++) qerr__st_close(&m->files[s]);
+    free(m->files);
+    free(m->layer_refs);
+    pthread_mutex_destroy(&m->lock);
     free(m);
 }
 
@@ -450,6 +608,27 @@ int qerr_model_tensor(const qerr_model *m, const char *name, const qerr_tensor *
     QERR_CHECK(m && name, QERR_E_INVALID_ARG, "%s: NULL argument", fn);
     int i = qerr__model_find(m, name);
     QERR_CHECK(i >= 0, QERR_E_NOT_FOUND, "%s: no tensor '%.128s'", fn, name);
-    *out = m->entries[i].t;
+    /* made on demand and kept (pinned) for the model's lifetime, as before */
+    QERR_CHECK(model_data(m, name, true), QERR_E_NOMEM, "%s: out of memory for '%.128s'", fn,
+               name);
+    *out = m->entries[m->entries[i].owner].t;
     return QERR_OK;
 }
+
+int64_t qerr_model_param_count(const qerr_model *m) {
+    if (!m) return 0;
+    int64_t n = 0;
+    for (int i = 0; i < m->n; i++)
+        if (!m->entries[i].alias) n += entry_numel(&m->entries[i]);
+    return n;
+}
+
+int qerr_model_set_streaming(qerr_model *m, int on) {
+    QERR_CHECK(m, QERR_E_INVALID_ARG, "qerr_model_set_streaming: model is NULL");
+    pthread_mutex_lock(&m->lock);
+    m->streaming = on != 0;
+    pthread_mutex_unlock(&m->lock);
+    return QERR_OK;
+}
+
+int qerr_model_streaming(const qerr_model *m) { return m && m->streaming; }

@@ -6,6 +6,8 @@
 #include "../core/internal.h"
 #include "../io/io.h"
 
+#include <pthread.h>
+
 /* ---- model (config.c, model.c) ------------------------------------------- */
 /* The seven linear layers of a decoder layer, in pipeline order. */
 enum { QERR_LIN_Q, QERR_LIN_K, QERR_LIN_V, QERR_LIN_O, QERR_LIN_GATE, QERR_LIN_UP, QERR_LIN_DOWN,
@@ -50,11 +52,21 @@ int qerr__config_check_window(const qerr_model_config *cfg, int64_t T, const cha
  * when it has, `why` gets the first such tensor's description. */
 bool qerr__config_has_extras(const qerr_model_config *cfg, char *why, size_t cap);
 
+/* A model tensor. Its bytes stay in the mapped safetensors shard in their
+ * stored dtype (src); the float32 copy (t) is made on first use and, for a
+ * decoder layer's tensors on a streaming model, dropped again when the layer
+ * is released (model.c). */
 typedef struct qerr_model_entry {
     char *name;
-    qerr_tensor *t; /* F32, owned unless `alias` */
-    bool alias;     /* shares the tensor of another entry (tied embeddings) */
-    int file_dtype; /* QERR_DTYPE_* it had in the file (what writers keep) */
+    qerr_tensor *t;            /* float32 copy once materialized, else NULL */
+    bool alias;                /* answers with entries[owner]'s data (tied embeddings) */
+    int owner;                 /* entry that holds the data: itself unless alias */
+    const qerr_st_entry *src;  /* stored bytes (inside m->files), NULL once replaced */
+    int64_t layer;             /* decoder layer of the tensor, -1 for the others */
+    bool pinned;               /* handed out or rewritten (apply): never released */
+    int ndim;
+    int64_t shape[QERR_MAX_DIMS];
+    int file_dtype;            /* QERR_DTYPE_* it had in the file (what writers keep) */
 } qerr_model_entry;
 
 /* Borrowed float32 weights of one decoder layer (row-major [out, in]). */
@@ -86,6 +98,11 @@ struct qerr_model_s {
     qerr_model_entry *entries;
     qerr_layer_rt **rt; /* [layers] or NULL; rt[l] NULL = plain float layer */
     const qerr_layer_rt_ops *rt_ops; /* set with rt */
+    qerr_st_file *files; /* the mapped shards, open until qerr_model_free */
+    int nfiles;
+    bool streaming;      /* release a layer's float32 copies after each use */
+    int *layer_refs;     /* [layers]: holders of qerr__model_layer_acquire */
+    pthread_mutex_t lock; /* materialization and release (read-only users share m) */
 };
 
 /* Append an entry (name copied; t owned unless alias, freed on failure);
@@ -93,10 +110,23 @@ struct qerr_model_s {
 int qerr__model_add(qerr_model *m, int cap, const char *name, qerr_tensor *t, bool alias);
 /* Entry index by name, or -1. */
 int qerr__model_find(const qerr_model *m, const char *name);
-/* Float32 data of a named tensor, NULL if absent. */
+/* Float32 data of a named tensor, made on first use; NULL if absent or out
+ * of memory (message set). Not released by qerr__model_layer_release. */
 float *qerr__model_data(const qerr_model *m, const char *name);
-/* Weights of layer `l` (all present: checked at load). */
+/* Weights of layer `l`, materialized and pinned for the model's lifetime
+ * (tests, tools); library code uses the acquire/release pair below. */
 void qerr__model_layer(const qerr_model *m, int64_t l, qerr_layer_weights *w);
+/* Weights of layer `l` in float32, valid until the matching release; on a
+ * streaming model the last release frees them again. */
+int qerr__model_layer_acquire(const qerr_model *m, int64_t l, qerr_layer_weights *w);
+void qerr__model_layer_release(const qerr_model *m, int64_t l);
+/* Append an entry whose float32 data is already in memory (GGUF reader):
+ * `name` (malloc'ed) and t are taken; with alias_of >= 0, t is NULL and the
+ * entry answers with that entry's data. Such tensors are never released. */
+void qerr__model_add_loaded(qerr_model *m, char *name, qerr_tensor *t, int alias_of);
+/* Bytes of the float32 copy of one decoder layer / of every tensor. */
+int64_t qerr__model_layer_bytes(const qerr_model *m);
+int64_t qerr__model_f32_bytes(const qerr_model *m);
 
 /* ---- forward pass (forward.c) -------------------------------------------- */
 /* Rows where a layer's linear inputs are seen (for calibration): called with

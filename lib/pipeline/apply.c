@@ -9,18 +9,35 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Give entry i its own tensor if another entry shares it. */
+/* Give entry i its own float32 tensor, pinned (its values are about to be
+ * overwritten); another entry sharing it keeps the old one. */
 static int untie(qerr_model *m, int i) {
-    for (int j = 0; j < m->n; j++) {
-        if (j == i || m->entries[j].t != m->entries[i].t) continue;
-        qerr_tensor *copy;
-        QERR_TRY(qerr_tensor_from_data(&copy, QERR_DTYPE_F32, m->entries[i].t->ndim,
-                                       m->entries[i].t->shape, m->entries[i].t->data));
-        if (!m->entries[i].alias) m->entries[j].alias = false; /* j now owns the old one */
-        m->entries[i].t = copy;
-        m->entries[i].alias = false;
+    const char *name = m->entries[i].name;
+    QERR_CHECK(qerr__model_data(m, name), QERR_E_NOMEM, "qerr_model_apply: out of memory for '%.128s'",
+               name);
+    qerr_model_entry *e = &m->entries[i];
+    const int o = e->owner;
+    int sharer = -1;
+    for (int j = 0; j < m->n && sharer < 0; j++)
+        if (j != i && m->entries[j].owner == o) sharer = j;
+    if (sharer < 0) { /* sole user of its data */
+        e->pinned = true;
         return QERR_OK;
     }
+    const qerr_tensor *old = m->entries[o].t;
+    qerr_tensor *copy;
+    QERR_TRY(qerr_tensor_from_data(&copy, QERR_DTYPE_F32, old->ndim, old->shape, old->data));
+    if (o == i) { /* i owned it: the sharer takes the old tensor over */
+        qerr_model_entry *s = &m->entries[sharer];
+        s->t = e->t;
+        s->alias = false;
+        s->owner = sharer;
+        s->pinned = e->pinned;
+    }
+    e->t = copy;
+    e->alias = false;
+    e->owner = i;
+    e->pinned = true;
     return QERR_OK;
 }
 
@@ -53,7 +70,7 @@ int qerr_model_apply(qerr_model *m, const qerr_qmodel *q) {
         QERR_TRY(qerr_qmodel_get(q, name, &r));
         int i = qerr__model_find(m, name);
         QERR_CHECK(i >= 0, QERR_E_NOT_FOUND, "%s: the model has no tensor '%.128s'", fn, name);
-        const qerr_tensor *t = m->entries[i].t;
+        const qerr_model_entry *t = &m->entries[i];
         QERR_CHECK(t->ndim == 2 && t->shape[0] == qerr_result_rows(r) &&
                        t->shape[1] == qerr_result_cols(r),
                    QERR_E_SHAPE, "%s: '%.128s' is %lldx%lld in the qmodel but not in the model",
@@ -92,7 +109,7 @@ int qerr_model_apply(qerr_model *m, const qerr_qmodel *q) {
         int i = qerr__model_find(m, name);
         QERR_TRY(untie(m, i));
         qerr_tensor *t = m->entries[i].t;
-        QERR_TRY(qerr_result_dequantize(r, t->data, (size_t)t->numel));
+        QERR_TRY(qerr_result_dequantize(r, t->data, (size_t)qerr_tensor_numel(t)));
     }
     qerr__clear_error();
     return QERR_OK;
