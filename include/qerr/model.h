@@ -106,6 +106,23 @@ QERR_API int qerr_qmodel_load(qerr_qmodel **out, const char *path);
 QERR_API int qerr_model_quantize(qerr_ctx *ctx, const qerr_model *m, const char *plan,
                                  const char *overrides, const uint32_t *tokens, int64_t count,
                                  int64_t nsamples, int64_t seqlen, qerr_qmodel **out);
+/* qerr_model_quantize writing straight to the container `path` (format of
+ * qerr_qmodel_save) in bounded memory: each decoder layer's results are
+ * appended to `path`.partial as soon as the layer is done and then freed;
+ * the header is written and the file renamed to `path` at the end, so no
+ * partial file ever has the final name. `meta` (may be NULL) holds extra
+ * metadata as key, value, ..., NULL, stored after the quantize.* keys.
+ * With QERR_QUANTIZE_RESUME, a run that was interrupted (even by kill -9)
+ * continues after its last finished layer: the finished layers are replayed
+ * from the file, and the result is byte-identical to an uninterrupted run
+ * with the same model, calibration tokens, plan, overrides, meta, seed and
+ * thread count (a `path`.partial.state from other settings is refused with
+ * QERR_E_INVALID_ARG; without one the run starts from the beginning). */
+enum { QERR_QUANTIZE_RESUME = 1 };
+QERR_API int qerr_model_quantize_file(qerr_ctx *ctx, const qerr_model *m, const char *plan,
+                                      const char *overrides, const uint32_t *tokens,
+                                      int64_t count, int64_t nsamples, int64_t seqlen,
+                                      const char *const *meta, const char *path, unsigned flags);
 /* Replace the weights of `m` by the dequantized tensors of `q` (names must
  * exist with matching shapes; nothing changes on failure). With tied
  * embeddings, applying lm_head unties it: the embedding keeps its values. */

@@ -629,3 +629,52 @@ int qerr_qmodel_load(qerr_qmodel **out, const char *path) {
     free(data);
     return rc;
 }
+
+/* ---- records one at a time (the streaming writer, lib/model/qstream.c) --- */
+
+int qerr__qmodel_meta_record(const qerr_qmodel *q, uint8_t **bytes, size_t *n) {
+    bbuf out = {0}, rec = {0};
+    encode_meta(q, &rec);
+    int rc = rec.oom ? qerr__fail(QERR_E_NOMEM, "qerr_qmodel_save: out of memory")
+                     : append_record(&out, QMD_TAG_META, rec.p, rec.n);
+    free(rec.p);
+    if (rc != QERR_OK) free(out.p);
+    *bytes = rc == QERR_OK ? out.p : NULL;
+    *n = rc == QERR_OK ? out.n : 0;
+    return rc;
+}
+
+int qerr__qmodel_tensor_record(const char *name, const qerr_result *r, uint8_t **bytes,
+                               size_t *n) {
+    bbuf out = {0}, rec = {0};
+    int rc = encode_tensor(name, r, &rec);
+    if (rc == QERR_OK && rec.oom)
+        rc = qerr__fail(QERR_E_NOMEM, "qerr_qmodel_save: out of memory for tensor '%s'", name);
+    if (rc == QERR_OK) rc = append_record(&out, QMD_TAG_TENSOR, rec.p, rec.n);
+    free(rec.p);
+    if (rc != QERR_OK) free(out.p);
+    *bytes = rc == QERR_OK ? out.p : NULL;
+    *n = rc == QERR_OK ? out.n : 0;
+    return rc;
+}
+
+void qerr__qmodel_header(uint8_t h[48], uint64_t size, uint64_t ntensors, uint64_t nmeta) {
+    memset(h, 0, QMD_HEADER);
+    memcpy(h, QMD_MAGIC, 8);
+    put32(h + 8, QMD_VERSION);
+    put64(h + 16, size);
+    put64(h + 24, ntensors);
+    put64(h + 32, nmeta);
+    put32(h + 44, qerr__crc32(h, 44));
+}
+
+int qerr__qmodel_read_tensor(const uint8_t *data, size_t n, size_t *pos, const char *label,
+                             char **name, qerr_result **r) {
+    uint8_t *raw;
+    size_t raw_n;
+    QERR_TRY(read_record(data, n, pos, QMD_TAG_TENSOR, "tensor", label, &raw, &raw_n));
+    cursor c = {raw, raw_n, 0};
+    int rc = parse_tensor(&c, 0, label, name, r);
+    free(raw);
+    return rc;
+}

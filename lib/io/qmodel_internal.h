@@ -29,4 +29,15 @@ int qerr__qmodel_serialize(const qerr_qmodel *q, uint8_t **data, size_t *n);
  * everything before allocating; QERR_E_FORMAT / QERR_E_CHECKSUM on bad data. */
 int qerr__qmodel_parse(const uint8_t *data, size_t n, const char *label, qerr_qmodel **out);
 
+/* The container one record at a time, byte for byte what
+ * qerr__qmodel_serialize writes: the 48-byte header, the metadata record of
+ * q (its tensors are ignored), one tensor record. *bytes is malloc'ed. */
+void qerr__qmodel_header(uint8_t h[48], uint64_t size, uint64_t ntensors, uint64_t nmeta);
+int qerr__qmodel_meta_record(const qerr_qmodel *q, uint8_t **bytes, size_t *n);
+int qerr__qmodel_tensor_record(const char *name, const qerr_result *r, uint8_t **bytes,
+                               size_t *n);
+/* Check and parse the tensor record at data[*pos] (advanced past it). */
+int qerr__qmodel_read_tensor(const uint8_t *data, size_t n, size_t *pos, const char *label,
+                             char **name, qerr_result **r);
+
 #endif /* QERR_QMODEL_INTERNAL_H */

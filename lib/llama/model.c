@@ -122,6 +122,10 @@ void qerr__model_layer(const qerr_model *m, int64_t l, qerr_layer_weights *w) {
     (void)layer_fill(m, l, w, true);
 }
 
+void qerr__model_layer_peek(const qerr_model *m, int64_t l, qerr_layer_weights *w) {
+    (void)layer_fill(m, l, w, false);
+}
+
 int qerr__model_layer_acquire(const qerr_model *cm, int64_t l, qerr_layer_weights *w) {
     qerr_model *m = (qerr_model *)cm;
     QERR_CHECK(l >= 0 && l < m->cfg.layers, QERR_E_INTERNAL, "model layer %lld does not exist",
@@ -632,3 +636,16 @@ int qerr_model_set_streaming(qerr_model *m, int on) {
 }
 
 int qerr_model_streaming(const qerr_model *m) { return m && m->streaming; }
+
+uint32_t qerr__model_fingerprint(const qerr_model *m) {
+    uint32_t acc = qerr__crc32(&m->cfg, sizeof m->cfg);
+    for (int i = 0; i < m->n; i++) {
+        const qerr_model_entry *e = &m->entries[i];
+        uint32_t part[4] = {acc, qerr__crc32(e->name, strlen(e->name)),
+                            qerr__crc32(e->shape, sizeof e->shape), 0};
+        if (e->src) /* the leading bytes: a cheap check that the weights are the same */
+            part[3] = qerr__crc32(e->src->data, e->src->nbytes < 256 ? e->src->nbytes : 256);
+        acc = qerr__crc32(part, sizeof part);
+    }
+    return acc;
+}

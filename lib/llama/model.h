@@ -124,6 +124,10 @@ void qerr__model_layer_release(const qerr_model *m, int64_t l);
  * `name` (malloc'ed) and t are taken; with alias_of >= 0, t is NULL and the
  * entry answers with that entry's data. Such tensors are never released. */
 void qerr__model_add_loaded(qerr_model *m, char *name, qerr_tensor *t, int alias_of);
+/* Weights of a layer the caller holds acquired (no reference taken). */
+void qerr__model_layer_peek(const qerr_model *m, int64_t l, qerr_layer_weights *w);
+/* CRC of the configuration, tensor names, shapes and leading stored bytes. */
+uint32_t qerr__model_fingerprint(const qerr_model *m);
 /* Bytes of the float32 copy of one decoder layer / of every tensor. */
 int64_t qerr__model_layer_bytes(const qerr_model *m);
 int64_t qerr__model_f32_bytes(const qerr_model *m);

@@ -12,6 +12,7 @@
  * and the quantized-path inputs; see quantize_block_layer. */
 #include "deployed.h"
 #include "overrides.h"
+#include "qstream.h"
 #include "../methods/method.h"
 #include "../train/train.h" /* the block types handed to quantize_block */
 
@@ -220,7 +221,7 @@ static int quantize_block_layer(pipeline *p, int64_t l, float *X, int64_t nwin, 
     qerr__block_config_from_model(c, &bc);
     qerr_layer_weights base, nb[QERR_BLOCK_LOOKAHEAD];
     qerr_block_weights_f w, nw[QERR_BLOCK_LOOKAHEAD];
-    qerr__model_layer(p->m, l, &base);
+    qerr__model_layer_peek(p->m, l, &base); /* acquired by quantize_layer */
     qerr__block_weights_from_layer(&base, &w);
     /* as for layer plans: a group_size that does not divide some linear's
      * input width turns on ragged_groups for the block */
@@ -234,8 +235,12 @@ static int quantize_block_layer(pipeline *p, int64_t l, float *X, int64_t nwin, 
     }
     const qerr_plan *plan = fixed ? fixed : p->plan;
     qerr_block_call call = {p->ctx, plan, &bc, &w, p->x_fp, X, {NULL}, l, c->layers, nwin, T};
-    for (int k = 0; k < QERR_BLOCK_LOOKAHEAD && l + 1 + k < c->layers; k++) {
-        qerr__model_layer(p->m, l + 1 + k, &nb[k]);
+    int rc = QERR_OK;
+    int64_t ahead = 0; /* the next layers' weights, acquired for the method */
+    for (int k = 0; rc == QERR_OK && k < QERR_BLOCK_LOOKAHEAD && l + 1 + k < c->layers; k++) {
+        rc = qerr__model_layer_acquire(p->m, l + 1 + k, &nb[k]);
+        if (rc != QERR_OK) break;
+        ahead++;
         qerr__block_weights_from_layer(&nb[k], &nw[k]);
         call.next[k] = &nw[k];
     }
@@ -243,7 +248,8 @@ static int quantize_block_layer(pipeline *p, int64_t l, float *X, int64_t nwin, 
     float *deq[QERR_LIN_COUNT] = {0};
     qerr_layer_rt *rt = NULL;
     const double t0 = qerr__now();
-    int rc = p->plan->method->quantize_block(&call, res);
+    if (rc == QERR_OK) rc = p->plan->method->quantize_block(&call, res);
+    for (int64_t k = 0; k < ahead; k++) qerr__model_layer_release(p->m, l + 1 + k);
     if (rc != QERR_OK) {
         qerr_plan_free(fixed);
         char why[512];
@@ -308,15 +314,11 @@ static bool layer_overridden(const pipeline *p, int64_t l) {
     return false;
 }
 
-static int quantize_layer(pipeline *p, int64_t l, float *X, int64_t nwin, int64_t T) {
-    if (p->x_fp && !layer_overridden(p, l)) return quantize_block_layer(p, l, X, nwin, T);
-    if (p->x_fp) { /* block-wise plan, overridden block: layer path, float path advances too */
-        qerr_layer_weights fw;
-        qerr__model_layer(p->m, l, &fw);
-        QERR_TRY(qerr__layer_forward(p->ctx, &p->m->cfg, &fw, p->x_fp, nwin, T, NULL, NULL, -1));
-    }
+static int layer_path(pipeline *p, int64_t l, float *X, int64_t nwin, int64_t T) {
     qerr_layer_weights base;
-    qerr__model_layer(p->m, l, &base);
+    qerr__model_layer_peek(p->m, l, &base); /* acquired by quantize_layer */
+    if (p->x_fp) /* block-wise plan, overridden block: layer path, float path advances too */
+        QERR_TRY(qerr__layer_forward(p->ctx, &p->m->cfg, &base, p->x_fp, nwin, T, NULL, NULL, -1));
     layer_state ls = {{base.q, base.k, base.v, base.o, base.gate, base.up, base.down}, {0}};
     static const int stages[] = {QERR_LIN_Q, QERR_LIN_O, QERR_LIN_GATE, QERR_LIN_DOWN};
     int rc = QERR_OK;
@@ -330,6 +332,16 @@ static int quantize_layer(pipeline *p, int64_t l, float *X, int64_t nwin, int64_
                                     p->h1_valid ? p->h1 : NULL);
     }
     for (int lin = 0; lin < QERR_LIN_COUNT; lin++) free(ls.owned[lin]);
+    return rc;
+}
+
+/* Layer l's float32 weights are resident only while it is quantized. */
+static int quantize_layer(pipeline *p, int64_t l, float *X, int64_t nwin, int64_t T) {
+    qerr_layer_weights base;
+    QERR_TRY(qerr__model_layer_acquire(p->m, l, &base));
+    int rc = p->x_fp && !layer_overridden(p, l) ? quantize_block_layer(p, l, X, nwin, T)
+                                                : layer_path(p, l, X, nwin, T);
+    qerr__model_layer_release(p->m, l);
     return rc;
 }
 
@@ -381,12 +393,105 @@ static int set_meta(qerr_qmodel *q, const char *plan, const char *overrides, int
     return qerr_qmodel_set_meta(q, "quantize.lm_head", "float unless an override names it");
 }
 
-int qerr_model_quantize(qerr_ctx *ctx, const qerr_model *m, const char *plan_spec,
-                        const char *overrides, const uint32_t *tokens, int64_t count,
-                        int64_t nsamples, int64_t seqlen, qerr_qmodel **out) {
-    static const char fn[] = "qerr_model_quantize";
-    QERR_CHECK(out, QERR_E_INVALID_ARG, "%s: out is NULL", fn);
-    *out = NULL;
+typedef struct {
+    const char *path;
+    const char *const *meta; /* key, value, ..., NULL */
+    bool resume;
+} stream_args;
+
+/* Fingerprint of what the file depends on besides its metadata record
+ * (which the stream compares itself): model shapes and leading bytes,
+ * calibration windows, thread count. */
+static uint32_t run_key(const qerr_ctx *ctx, const qerr_model *m, const uint32_t *calib_tok,
+                        int64_t rows) {
+    const uint32_t parts[4] = {qerr__model_fingerprint(m),
+                               qerr__crc32(calib_tok, (size_t)rows * sizeof *calib_tok),
+                               (uint32_t)qerr__ctx_threads(ctx), (uint32_t)rows};
+    return qerr__crc32(parts, sizeof parts);
+}
+
+/* Wall-time diagnostics ("seconds", "sweep_seconds") differ from run to
+ * run; a streamed file leaves them out so that it is reproducible (a resumed
+ * run writes the same bytes). The results are the pipeline's own. */
+static void drop_timings(qerr_qmodel *q) {
+    for (int i = 0; i < qerr_qmodel_count(q); i++) {
+        const qerr_result *cr;
+        if (qerr_qmodel_get(q, qerr_qmodel_name(q, i), &cr) != QERR_OK) continue;
+        qerr_result *r = (qerr_result *)cr;
+        int k = 0;
+        for (int d = 0; d < r->n_diag; d++) {
+            const char *n = r->diag[d].name;
+            const size_t len = strlen(n);
+            if (len >= 7 && strcmp(n + len - 7, "seconds") == 0) continue;
+            r->diag[k++] = r->diag[d];
+        }
+        r->n_diag = k;
+    }
+    qerr__clear_error();
+}
+
+/* Hand one finished unit's results to the file and start an empty set. */
+static int flush_unit(pipeline *p, qerr_qstream *qs, int64_t unit) {
+    drop_timings(p->q);
+    QERR_TRY(qerr__qstream_unit_done(qs, p->q, unit));
+    qerr_qmodel_free(p->q);
+    p->q = NULL;
+    return qerr_qmodel_create(&p->q);
+}
+
+/* Resume: advance X (and the float path) through finished layer l exactly as
+ * the run that quantized it did, from the results stored in the file. */
+static int replay_layer(pipeline *p, qerr_qstream *qs, int64_t l, float *X, int64_t nwin,
+                        int64_t T) {
+    const qerr_model_config *c = &p->m->cfg;
+    qerr_qmodel *lq = NULL;
+    QERR_TRY(qerr__qstream_replay(qs, l, c->layers, &lq));
+    qerr_layer_weights base, wq;
+    int rc = qerr__model_layer_acquire(p->m, l, &base);
+    if (rc != QERR_OK) {
+        qerr_qmodel_free(lq);
+        return rc;
+    }
+    wq = base;
+    const float **slot[QERR_LIN_COUNT] = {&wq.q, &wq.k, &wq.v, &wq.o, &wq.gate, &wq.up, &wq.down};
+    const qerr_result *r[QERR_LIN_COUNT] = {0};
+    float *deq[QERR_LIN_COUNT] = {0};
+    for (int lin = 0; lin < QERR_LIN_COUNT && rc == QERR_OK; lin++) {
+        char name[160];
+        snprintf(name, sizeof name, "model.layers.%lld.%s.weight", (long long)l,
+                 qerr__lin_names[lin]);
+        if (qerr_qmodel_get(lq, name, &r[lin]) != QERR_OK) {
+            r[lin] = NULL;
+            continue;
+        }
+        const int64_t rows = qerr_result_rows(r[lin]), cols = qerr_result_cols(r[lin]);
+        deq[lin] = qerr__malloc2((size_t)rows, (size_t)cols * sizeof(float));
+        rc = deq[lin] ? qerr_result_dequantize(r[lin], deq[lin], (size_t)(rows * cols))
+                      : qerr__fail(QERR_E_NOMEM, "--resume: out of memory");
+        *slot[lin] = deq[lin];
+        p->done++;
+    }
+    qerr__clear_error();
+    const bool block = p->x_fp && !layer_overridden(p, l);
+    qerr_layer_rt *rt = NULL;
+    if (rc == QERR_OK && block) rc = qerr__layer_rt_from_results(c, r, &rt);
+    if (rc == QERR_OK)
+        rc = rt ? qerr__layer_rt_forward(c, rt, &wq, X, nwin, T)
+                : qerr__layer_forward(p->ctx, c, &wq, X, nwin, T, NULL, NULL, -1);
+    if (rc == QERR_OK && p->x_fp)
+        rc = qerr__layer_forward(p->ctx, c, &base, p->x_fp, nwin, T, NULL, NULL, -1);
+    qerr__layer_rt_free(rt);
+    for (int lin = 0; lin < QERR_LIN_COUNT; lin++) free(deq[lin]);
+    qerr__model_layer_release(p->m, l);
+    qerr_qmodel_free(lq);
+    return rc;
+}
+
+/* The pipeline; with `sa` each finished unit goes to its file instead of
+ * staying in *out (which then receives nothing). */
+static int run(const char *fn, qerr_ctx *ctx, const qerr_model *m, const char *plan_spec,
+               const char *overrides, const uint32_t *tokens, int64_t count, int64_t nsamples,
+               int64_t seqlen, const stream_args *sa, qerr_qmodel **out) {
     QERR_CHECK(m && plan_spec && tokens, QERR_E_INVALID_ARG, "%s: NULL argument", fn);
     QERR_CHECK(nsamples >= 1 && nsamples <= (1 << 20), QERR_E_RANGE,
                "%s: nsamples=%lld is outside 1..2^20", fn, (long long)nsamples);
@@ -417,6 +522,8 @@ int qerr_model_quantize(qerr_ctx *ctx, const qerr_model *m, const char *plan_spe
                                           (long long)rows);
     if (rc == QERR_OK) rc = qerr_qmodel_create(&q);
     if (rc == QERR_OK) rc = set_meta(q, plan_spec, overrides, nsamples, seqlen, cx->seed);
+    for (int k = 0; rc == QERR_OK && sa && sa->meta && sa->meta[k] && sa->meta[k + 1]; k += 2)
+        rc = qerr_qmodel_set_meta(q, sa->meta[k], sa->meta[k + 1]);
     if (rc == QERR_OK) rc = draw_windows(cx, tokens, count, nsamples, seqlen, calib_tok);
     if (rc == QERR_OK) rc = qerr__embed(m, calib_tok, rows, X);
     const qerr_plan *head_plan = plan_for(&(pipeline){.plan = plan, .ov = &ov},
@@ -441,20 +548,62 @@ int qerr_model_quantize(qerr_ctx *ctx, const qerr_model *m, const char *plan_spe
     }
     p.total += head_plan != NULL;
     if (p.total == 0) p.total = 1;
-    for (int64_t l = 0; rc == QERR_OK && l < m->cfg.layers; l++)
+    qerr_qstream *qs = NULL;
+    int64_t units_done = 0; /* resumed: layers (then lm_head) already in the file */
+    if (rc == QERR_OK && sa) {
+        const uint32_t key = run_key(cx, m, calib_tok, rows);
+        rc = qerr__qstream_open(&qs, cx, sa->path, q, key, sa->resume, &units_done);
+        if (rc == QERR_OK) rc = qerr_qmodel_create(&p.q); /* one unit's results at a time */
+    }
+    for (int64_t l = 0; rc == QERR_OK && l < m->cfg.layers; l++) {
+        if (l < units_done) {
+            rc = replay_layer(&p, qs, l, X, nsamples, seqlen);
+            continue;
+        }
         rc = quantize_layer(&p, l, X, nsamples, seqlen);
-    if (rc == QERR_OK && head_plan) rc = quantize_head(&p, head_plan, X, rows);
+        if (rc == QERR_OK && qs) rc = flush_unit(&p, qs, l);
+    }
+    if (rc == QERR_OK && head_plan && units_done <= m->cfg.layers) {
+        rc = quantize_head(&p, head_plan, X, rows);
+        if (rc == QERR_OK && qs) rc = flush_unit(&p, qs, m->cfg.layers);
+    }
+    if (rc == QERR_OK && qs) rc = qerr__qstream_finish(qs);
+    qerr__qstream_close(qs);
+    if (qs) qerr_qmodel_free(p.q);
     free(calib_tok);
     free(X);
     free(h1);
     free(p.x_fp);
     qerr__overrides_free(&ov);
     qerr_plan_free(plan);
-    if (rc != QERR_OK) {
+    if (rc != QERR_OK || sa) {
         qerr_qmodel_free(q);
         return rc;
     }
     *out = q;
     qerr__clear_error();
     return QERR_OK;
+}
+
+int qerr_model_quantize(qerr_ctx *ctx, const qerr_model *m, const char *plan_spec,
+                        const char *overrides, const uint32_t *tokens, int64_t count,
+                        int64_t nsamples, int64_t seqlen, qerr_qmodel **out) {
+    static const char fn[] = "qerr_model_quantize";
+    QERR_CHECK(out, QERR_E_INVALID_ARG, "%s: out is NULL", fn);
+    *out = NULL;
+    return run(fn, ctx, m, plan_spec, overrides, tokens, count, nsamples, seqlen, NULL, out);
+}
+
+int qerr_model_quantize_file(qerr_ctx *ctx, const qerr_model *m, const char *plan_spec,
+                             const char *overrides, const uint32_t *tokens, int64_t count,
+                             int64_t nsamples, int64_t seqlen, const char *const *meta,
+                             const char *path, unsigned flags) {
+    static const char fn[] = "qerr_model_quantize_file";
+    QERR_CHECK(path && *path, QERR_E_INVALID_ARG, "%s: path is NULL or empty", fn);
+    QERR_CHECK((flags & ~(unsigned)QERR_QUANTIZE_RESUME) == 0, QERR_E_INVALID_ARG,
+               "%s: unknown flags 0x%x", fn, flags);
+    const stream_args sa = {path, meta, (flags & QERR_QUANTIZE_RESUME) != 0};
+    int rc = run(fn, ctx, m, plan_spec, overrides, tokens, count, nsamples, seqlen, &sa, NULL);
+    if (rc == QERR_OK) qerr__clear_error();
+    return rc;
 }
