@@ -109,6 +109,13 @@ QERR_API int qerr_ctx_set_seed(qerr_ctx *ctx, uint64_t seed);
 QERR_API uint64_t qerr_ctx_seed(const qerr_ctx *ctx);
 QERR_API int qerr_ctx_set_log(qerr_ctx *ctx, qerr_log_fn fn, void *user, int max_level);
 QERR_API int qerr_ctx_set_progress(qerr_ctx *ctx, qerr_progress_fn fn, void *user);
+/* Memory budget in bytes for the model pipeline (0 = none, the default):
+ * qerr_model_quantize_file plans its working set first; calibration
+ * activations that do not fit go to an unlinked temporary file in $TMPDIR
+ * (else /tmp), and a run that cannot fit even so fails with QERR_E_NOMEM
+ * before any work, naming what it needs (qerr_model_quantize_estimate). */
+QERR_API int qerr_ctx_set_max_memory(qerr_ctx *ctx, uint64_t bytes);
+QERR_API uint64_t qerr_ctx_max_memory(const qerr_ctx *ctx);
 
 /* ---- tensors ------------------------------------------------------------- */
 typedef struct qerr_tensor_s qerr_tensor;

@@ -123,6 +123,15 @@ QERR_API int qerr_model_quantize_file(qerr_ctx *ctx, const qerr_model *m, const 
                                       const char *overrides, const uint32_t *tokens,
                                       int64_t count, int64_t nsamples, int64_t seqlen,
                                       const char *const *meta, const char *path, unsigned flags);
+/* What qerr_model_quantize_file will need, from the model's shape: the peak
+ * memory in bytes with the calibration activations in memory (*bytes) and
+ * spilled to a temporary file (*bytes_spilled), and the time in seconds from
+ * the floating-point work and this machine's measured SGEMM rate (a 0.2 s
+ * measurement). The solver terms are GPTQ's; block-wise methods need more.
+ * Any output may be NULL. */
+QERR_API int qerr_model_quantize_estimate(qerr_ctx *ctx, const qerr_model *m, const char *plan,
+                                          int64_t nsamples, int64_t seqlen, uint64_t *bytes,
+                                          uint64_t *bytes_spilled, double *seconds);
 /* Replace the weights of `m` by the dequantized tensors of `q` (names must
  * exist with matching shapes; nothing changes on failure). With tied
  * embeddings, applying lm_head unties it: the embedding keeps its values. */

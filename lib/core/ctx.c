@@ -5,7 +5,7 @@
 #include <stdlib.h>
 #include <unistd.h>
 
-static const qerr_ctx default_ctx = {0, 0, NULL, NULL, 0, NULL, NULL};
+static const qerr_ctx default_ctx = {0, 0, NULL, NULL, 0, NULL, NULL, 0};
 
 const qerr_ctx *qerr__default_ctx(void) { return &default_ctx; }
 
@@ -82,3 +82,11 @@ int qerr__progress(const qerr_ctx *ctx, const char *stage, double fraction) {
         return qerr__fail(QERR_E_CANCELLED, "%s: cancelled by the progress callback", stage);
     return QERR_OK;
 }
+
+int qerr_ctx_set_max_memory(qerr_ctx *ctx, uint64_t bytes) {
+    QERR_CHECK(ctx, QERR_E_INVALID_ARG, "qerr_ctx_set_max_memory: ctx is NULL");
+    ctx->max_memory = bytes;
+    return QERR_OK;
+}
+
+uint64_t qerr_ctx_max_memory(const qerr_ctx *ctx) { return ctx ? ctx->max_memory : 0; }

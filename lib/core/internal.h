@@ -46,6 +46,7 @@ struct qerr_ctx_s {
     int log_level;
     qerr_progress_fn progress_fn;
     void *progress_user;
+    uint64_t max_memory; /* bytes the model pipeline may hold, 0 = no limit */
 };
 /* The defaults used when a caller passes a NULL ctx. */
 const qerr_ctx *qerr__default_ctx(void);
@@ -100,6 +101,13 @@ struct qerr_calib_s {
     uint64_t res_rng;
     int64_t res_seen;
 };
+
+/* ---- large arrays, in memory or spilled to a temporary file (bigbuf.c) --- */
+int qerr__big_alloc(size_t bytes, bool spill, const char *what, void **out);
+void qerr__big_free(void *p);
+/* Drop the resident pages of p[0..bytes) when p is spilled (data is kept). */
+void qerr__big_release(const void *p, size_t bytes);
+bool qerr__big_spilled(const void *p);
 
 /* ---- random numbers (rng.c) ---------------------------------------------- */
 typedef struct { uint64_t s[4]; } qerr_rng;

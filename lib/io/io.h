@@ -78,6 +78,8 @@ int qerr__map_file(const char *path, void **map, size_t *len);
 int qerr__st_open(const char *path, qerr_st_file *out);
 void qerr__st_close(qerr_st_file *f);
 const char *qerr__st_meta(const qerr_st_file *f, const char *key); /* NULL if absent */
+/* Convert n stored values of `dtype` at src (any alignment) to float32. */
+void qerr__st_convert(int dtype, const uint8_t *src, int64_t n, float *dst);
 /* Convert an entry to float32 (dst holds numel floats). */
 void qerr__st_to_f32(const qerr_st_entry *e, float *dst);
 /* Index of the first NaN/Inf of an entry in its stored dtype, or -1. */

@@ -261,28 +261,34 @@ const char *qerr__st_meta(const qerr_st_file *f, const char *key) {
     return NULL;
 }
 
-void qerr__st_to_f32(const qerr_st_entry *e, float *dst) {
+void qerr__st_convert(int dtype, const uint8_t *src, int64_t n, float *dst) {
     /* memcpy first: the data may be unaligned inside the mapping. */
-    if (e->dtype == QERR_DTYPE_F32) {
-        memcpy(dst, e->data, (size_t)e->numel * sizeof(float));
+    if (dtype == QERR_DTYPE_F32) {
+        memcpy(dst, src, (size_t)n * sizeof(float));
         return;
     }
-    if (e->dtype == QERR__DTYPE_I32) {
-        for (int64_t i = 0; i < e->numel; i++) {
+    if (dtype == QERR__DTYPE_I32) {
+        for (int64_t i = 0; i < n; i++) {
             int32_t v;
-            memcpy(&v, e->data + 4 * i, sizeof v);
+            memcpy(&v, src + 4 * i, sizeof v);
             dst[i] = (float)v;
         }
         return;
     }
-    for (int64_t i = 0; i < e->numel; i++) {
+    for (int64_t i = 0; i < n; i++) {
         uint16_t h;
-        memcpy(&h, e->data + 2 * i, sizeof h);
-        dst[i] = e->dtype == QERR_DTYPE_F16 ? qerr__f16_to_f32(h) : qerr__bf16_to_f32(h);
+        memcpy(&h, src + 2 * i, sizeof h);
+        dst[i] = dtype == QERR_DTYPE_F16 ? qerr__f16_to_f32(h) : qerr__bf16_to_f32(h);
     }
 }
 
+void qerr__st_to_f32(const qerr_st_entry *e, float *dst) {
+    qerr__st_convert(e->dtype, e->data, e->numel, dst);
+}
+
 int64_t qerr__st_find_nonfinite(const qerr_st_entry *e) {
+    if (e->dtype != QERR_DTYPE_F32 && e->dtype != QERR_DTYPE_F16 && e->dtype != QERR_DTYPE_BF16)
+        return -1; /* integers (GPTQ parts) are always finite */
     if (e->dtype == QERR_DTYPE_F32) {
         for (int64_t i = 0; i < e->numel; i++) {
             uint32_t u;

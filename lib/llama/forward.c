@@ -305,22 +305,22 @@ int qerr__layer_forward_ex(const qerr_ctx *ctx, const qerr_model_config *c,
         int r = chunk_forward(threads, c, w, X + off, n, T, &s, tap, tap_user, stop_after,
                               h1_save ? h1_save + off : NULL, h1_from ? h1_from + off : NULL);
         if (r < 0) rc = r;
+        /* spilled activations (--max-memory): done with this chunk's pages */
+        const size_t bytes = (size_t)(n * T * c->hidden) * sizeof(float);
+        qerr__big_release(X + off, bytes);
+        if (h1_save) qerr__big_release(h1_save + off, bytes);
+        if (h1_from) qerr__big_release(h1_from + off, bytes);
     }
     scratch_free(&s);
     return rc;
 }
 
 int qerr__embed(const qerr_model *m, const uint32_t *tokens, int64_t rows, float *X) {
-    const float *E = qerr__model_data(m, "model.embed_tokens.weight");
-    QERR_CHECK(E, QERR_E_NOMEM, "embedding: out of memory for its float32 copy");
-    const int64_t d = m->cfg.hidden;
-    for (int64_t r = 0; r < rows; r++) {
+    for (int64_t r = 0; r < rows; r++)
         QERR_CHECK(tokens[r] < (uint64_t)m->cfg.vocab, QERR_E_RANGE,
                    "token %lld has id %u, outside the vocabulary of %lld", (long long)r,
                    tokens[r], (long long)m->cfg.vocab);
-        memcpy(X + r * d, E + (int64_t)tokens[r] * d, (size_t)d * sizeof(float));
-    }
-    return QERR_OK;
+    return qerr__model_rows(m, "model.embed_tokens.weight", tokens, rows, X);
 }
 
 int qerr__head(const qerr_model *m, float *X, int64_t rows, float *logits) {

@@ -649,3 +649,21 @@ uint32_t qerr__model_fingerprint(const qerr_model *m) {
     }
     return acc;
 }
+
+int qerr__model_rows(const qerr_model *cm, const char *name, const uint32_t *idx, int64_t n,
+                     float *dst) {
+    qerr_model *m = (qerr_model *)cm;
+    int i = qerr__model_find(m, name);
+    QERR_CHECK(i >= 0, QERR_E_INTERNAL, "model tensor '%.128s' is missing", name);
+    pthread_mutex_lock(&m->lock);
+    const qerr_model_entry *e = &m->entries[m->entries[i].owner];
+    const int64_t d = e->shape[1];
+    const size_t es = e->t ? sizeof(float) : qerr_dtype_size(e->src->dtype);
+    for (int64_t r = 0; r < n; r++) {
+        if (e->t) memcpy(dst + r * d, e->t->data + (int64_t)idx[r] * d, (size_t)d * sizeof(float));
+        else qerr__st_convert(e->src->dtype, e->src->data + (size_t)idx[r] * (size_t)d * es, d,
+                              dst + r * d);
+    }
+    pthread_mutex_unlock(&m->lock);
+    return QERR_OK;
+}

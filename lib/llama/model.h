@@ -126,6 +126,11 @@ void qerr__model_layer_release(const qerr_model *m, int64_t l);
 void qerr__model_add_loaded(qerr_model *m, char *name, qerr_tensor *t, int alias_of);
 /* Weights of a layer the caller holds acquired (no reference taken). */
 void qerr__model_layer_peek(const qerr_model *m, int64_t l, qerr_layer_weights *w);
+/* Rows idx[0..n) of the 2-D tensor `name` in float32 into dst, from its
+ * float32 copy when one exists, else straight from the stored bytes (so the
+ * embedding table need not be converted as a whole). */
+int qerr__model_rows(const qerr_model *m, const char *name, const uint32_t *idx, int64_t n,
+                     float *dst);
 /* CRC of the configuration, tensor names, shapes and leading stored bytes. */
 uint32_t qerr__model_fingerprint(const qerr_model *m);
 /* Bytes of the float32 copy of one decoder layer / of every tensor. */

@@ -12,7 +12,8 @@
  * and the quantized-path inputs; see quantize_block_layer. */
 #include "deployed.h"
 #include "overrides.h"
-#include "qstream.h"
+#include "../io/qstream.h"
+#include "quantize_budget.h"
 #include "../methods/method.h"
 #include "../train/train.h" /* the block types handed to quantize_block */
 
@@ -399,6 +400,47 @@ typedef struct {
     bool resume;
 } stream_args;
 
+/* X = embeddings of the calibration windows, a slice at a time so that a
+ * spilled X never becomes resident as a whole. */
+static int embed_chunked(const qerr_model *m, const uint32_t *tok, int64_t rows, float *X) {
+    const int64_t d = m->cfg.hidden, step = 1 << 14;
+    for (int64_t r0 = 0; r0 < rows; r0 += step) {
+        const int64_t n = rows - r0 < step ? rows - r0 : step;
+        QERR_TRY(qerr__embed(m, tok + r0, n, X + r0 * d));
+        qerr__big_release(X + r0 * d, (size_t)(n * d) * sizeof(float));
+    }
+    return QERR_OK;
+}
+
+static double gib(int64_t bytes) { return (double)bytes / (double)(1 << 30); }
+
+/* Under ctx->max_memory: keep the activations in memory if everything fits,
+ * else spill them to a temporary file if the rest fits, else refuse before
+ * any work, saying what the run needs. */
+static int plan_memory(const char *fn, const qerr_ctx *cx, const qerr_model *m, bool blockwise,
+                       int64_t nsamples, int64_t seqlen, bool *spill) {
+    qerr_run_budget b;
+    qerr__run_budget(m, blockwise, nsamples, seqlen, &b);
+    const int64_t in_mem = qerr__budget_total(&b, false), spilled = qerr__budget_total(&b, true);
+    const int64_t budget = cx->max_memory > (uint64_t)INT64_MAX ? INT64_MAX : (int64_t)cx->max_memory;
+    *spill = in_mem > budget;
+    if (spilled > budget)
+        return qerr__fail(QERR_E_NOMEM,
+                          "%s: needs about %.2f GiB even with the calibration activations in a "
+                          "temporary file (layer weights %.2f, dequantized copies %.2f, H %.2f, "
+                          "solver %.2f, results %.2f, other %.2f GiB), more than the memory "
+                          "budget of %.2f GiB",
+                          fn, gib(spilled), gib(b.layer_bytes), gib(b.deq_bytes),
+                          gib(b.gram_bytes), gib(b.solver_bytes), gib(b.results_bytes),
+                          gib(b.fixed_bytes), gib(budget));
+    if (*spill)
+        qerr__log(cx, QERR_LOG_INFO,
+                  "memory: %.2f GiB needed with the calibration activations in memory, budget "
+                  "%.2f GiB: %d x %.2f GiB of activations go to a temporary file",
+                  gib(in_mem), gib(budget), b.n_act, gib(b.act_bytes));
+    return QERR_OK;
+}
+
 /* Fingerprint of what the file depends on besides its metadata record
  * (which the stream compares itself): model shapes and leading bytes,
  * calibration windows, thread count. */
@@ -514,25 +556,29 @@ static int run(const char *fn, qerr_ctx *ctx, const qerr_model *m, const char *p
         return rc;
     }
     const int64_t rows = nsamples * seqlen, d = m->cfg.hidden;
+    const size_t act = (size_t)rows * (size_t)d * sizeof(float);
+    bool spill = false; /* the activations go to a temporary file */
+    if (sa && cx->max_memory)
+        rc = plan_memory(fn, cx, m, qerr__plan_is_blockwise(plan), nsamples, seqlen, &spill);
     uint32_t *calib_tok = qerr__malloc2((size_t)rows, sizeof *calib_tok);
-    float *X = qerr__malloc2((size_t)rows, (size_t)d * sizeof(float));
-    float *h1 = qerr__malloc2((size_t)rows, (size_t)d * sizeof(float));
+    float *X = NULL, *h1 = NULL;
     qerr_qmodel *q = NULL;
-    if (!calib_tok || !X || !h1) rc = qerr__fail(QERR_E_NOMEM, "%s: out of memory for %lld rows", fn,
-                                          (long long)rows);
+    if (rc == QERR_OK && !calib_tok)
+        rc = qerr__fail(QERR_E_NOMEM, "%s: out of memory for %lld rows", fn, (long long)rows);
+    if (rc == QERR_OK) rc = qerr__big_alloc(act, spill, "calibration activations", (void **)&X);
+    if (rc == QERR_OK) rc = qerr__big_alloc(act, spill, "calibration activations", (void **)&h1);
     if (rc == QERR_OK) rc = qerr_qmodel_create(&q);
     if (rc == QERR_OK) rc = set_meta(q, plan_spec, overrides, nsamples, seqlen, cx->seed);
     for (int k = 0; rc == QERR_OK && sa && sa->meta && sa->meta[k] && sa->meta[k + 1]; k += 2)
         rc = qerr_qmodel_set_meta(q, sa->meta[k], sa->meta[k + 1]);
     if (rc == QERR_OK) rc = draw_windows(cx, tokens, count, nsamples, seqlen, calib_tok);
-    if (rc == QERR_OK) rc = qerr__embed(m, calib_tok, rows, X);
+    if (rc == QERR_OK) rc = embed_chunked(m, calib_tok, rows, X);
     const qerr_plan *head_plan = plan_for(&(pipeline){.plan = plan, .ov = &ov},
                                           "lm_head.weight", true);
     pipeline p = {(qerr_ctx *)cx, m, plan, &ov, q, 0, 0, h1, false, NULL};
     if (rc == QERR_OK && qerr__plan_is_blockwise(plan)) {
-        p.x_fp = qerr__malloc2((size_t)rows, (size_t)d * sizeof(float));
-        if (p.x_fp) memcpy(p.x_fp, X, (size_t)(rows * d) * sizeof(float));
-        else rc = qerr__fail(QERR_E_NOMEM, "%s: out of memory for %lld rows", fn, (long long)rows);
+        rc = qerr__big_alloc(act, spill, "calibration activations", (void **)&p.x_fp);
+        if (rc == QERR_OK) rc = embed_chunked(m, calib_tok, rows, p.x_fp);
     }
     for (int64_t l = 0; l < m->cfg.layers; l++) {
         char name[160];
@@ -571,9 +617,9 @@ static int run(const char *fn, qerr_ctx *ctx, const qerr_model *m, const char *p
     qerr__qstream_close(qs);
     if (qs) qerr_qmodel_free(p.q);
     free(calib_tok);
-    free(X);
-    free(h1);
-    free(p.x_fp);
+    qerr__big_free(X);
+    qerr__big_free(h1);
+    qerr__big_free(p.x_fp);
     qerr__overrides_free(&ov);
     qerr_plan_free(plan);
     if (rc != QERR_OK || sa) {
