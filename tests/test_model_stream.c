@@ -267,12 +267,54 @@ static void resume_refuses_other_settings(void **state) {
     unload(&f);
 }
 
+/* A budget below the working set is refused before any work; spilled
+ * activations give the same bytes as activations in memory. */
+static void memory_budget(void **state) {
+    (void)state;
+    TU_REQUIRE_SHARED(data);
+    fixture f;
+    load(&f, data, "stories260k");
+    const char *spec = "gptq:bits=4,group_size=32,ragged_groups=1";
+    char a[1100], b[1100], part[1200];
+    snprintf(a, sizeof a, "%s/mem.qerr", f.dir);
+    snprintf(b, sizeof b, "%s/spill.qerr", f.dir);
+    uint64_t need = 0, need_spilled = 0;
+    double secs = -1;
+    assert_int_equal(qerr_model_quantize_estimate(NULL, f.m, spec, NSEQ, SEQ, &need,
+                                                  &need_spilled, &secs),
+                     QERR_OK);
+    assert_true(need >= need_spilled && need_spilled > 0 && secs > 0);
+    qerr_ctx *ctx;
+    qerr_ctx_create(&ctx);
+    qerr_ctx_set_threads(ctx, 2);
+    assert_int_equal(qerr_ctx_set_max_memory(ctx, 1 << 20), QERR_OK);
+    assert_int_equal(qerr_model_quantize_file(ctx, f.m, spec, NULL, f.calib, f.nc, NSEQ, SEQ,
+                                              META, a, 0),
+                     QERR_E_NOMEM);
+    assert_non_null(strstr(qerr_last_error(), "memory budget"));
+    snprintf(part, sizeof part, "%s.partial", a);
+    assert_false(exists(a) || exists(part)); /* refused before writing anything */
+    qerr_ctx_set_max_memory(ctx, need);
+    assert_int_equal(qerr_model_quantize_file(ctx, f.m, spec, NULL, f.calib, f.nc, NSEQ, SEQ,
+                                              META, a, 0),
+                     QERR_OK);
+    qerr_ctx_free(ctx);
+    setenv("QERR_TEST_SPILL", "1", 1);
+    assert_int_equal(quantize_file(&f, spec, b, 0), QERR_OK);
+    unsetenv("QERR_TEST_SPILL");
+    assert_true(same_file(a, b));
+    unlink(a);
+    unlink(b);
+    unload(&f);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(streaming_model_is_bit_identical),
         cmocka_unit_test(streamed_file_equals_save),
         cmocka_unit_test(resume_after_kill_is_byte_identical),
         cmocka_unit_test(resume_refuses_other_settings),
+        cmocka_unit_test(memory_budget),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

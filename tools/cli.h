@@ -58,6 +58,8 @@ void cli_print_help(const cli_command *cmd, FILE *f);
 
 /* Integer / float option values with a range; print a usage error if bad. */
 bool cli_int(const char *opt, const char *text, int64_t lo, int64_t hi, int64_t *out);
+/* A byte count: a number with an optional K, M, G or T (binary) suffix. */
+bool cli_size(const char *opt, const char *text, uint64_t *out);
 
 /* Print "qerr: <what>: <status>: <last error>" to stderr; returns CLI_FAILED. */
 int cli_fail(const char *what, int status);

@@ -68,6 +68,13 @@ static const cli_optdef options[] = {
      "(OpenBLAS then follows OPENBLAS_NUM_THREADS)",
      "0"},
     {"quiet", NULL, NULL, "no progress bar", NULL},
+    {"resume", NULL, NULL,
+     "continue an interrupted quantization of the same command from FILE.qerr.partial", NULL},
+    {"max-memory", NULL, "SIZE",
+     "memory budget (e.g. 12G): calibration activations beyond it go to a file in $TMPDIR; "
+     "refuse before any work if even that does not fit",
+     ""},
+    {"dry-run", NULL, NULL, "print the memory and time the run needs, and stop", NULL},
 };
 
 const cli_optdef *cli_optdef_find(const char *name) {

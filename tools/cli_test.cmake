@@ -88,6 +88,30 @@ if(q_ppl STREQUAL float_ppl)
   message(FATAL_ERROR "quantized perplexity equals float (${q_ppl}): weights not applied?")
 endif()
 message(STATUS "float ppl ${float_ppl}, W4 ppl ${q_ppl}")
+# kill -9 in the middle (the library's test hook ends the process after
+# layer 2 is recorded), then --resume: the same bytes as an uninterrupted run
+set(cut ${OUT}/cli_test_cut.qerr)
+file(REMOVE ${cut} ${cut}.partial ${cut}.partial.state)
+set(qargs quantize --model ${tiny} --plan gptq:bits=4,group_size=128
+    --override "model.layers.5.*=float" --nsamples 4 --ctx 64 --quiet --threads 2)
+execute_process(COMMAND ${CMAKE_COMMAND} -E env QERR_TEST_EXIT_AT=2 ${QERR} ${qargs} --out ${cut}
+                WORKING_DIRECTORY ${SRC} RESULT_VARIABLE rc OUTPUT_QUIET ERROR_QUIET)
+if(NOT rc EQUAL 137 OR EXISTS ${cut} OR NOT EXISTS ${cut}.partial)
+  message(FATAL_ERROR "killed quantize: exit ${rc}; the final name must not exist yet")
+endif()
+run_qerr(0 "wrote .*cli_test_cut.qerr" ${qargs} --out ${cut} --resume)
+set(full ${OUT}/cli_test_full.qerr)
+run_qerr(0 "wrote .*cli_test_full.qerr" ${qargs} --out ${full})
+execute_process(COMMAND ${CMAKE_COMMAND} -E compare_files ${cut} ${full} RESULT_VARIABLE same)
+if(NOT same EQUAL 0)
+  message(FATAL_ERROR "the resumed file differs from the uninterrupted one")
+endif()
+file(REMOVE ${cut} ${full})
+run_qerr(0 "memory .* GiB.*about .* on this machine" quantize --model ${tiny} --dry-run
+         --nsamples 4 --ctx 64)
+run_qerr(1 "more than the memory budget" quantize --model ${tiny} --max-memory 1M
+         --out ${OUT}/never.qerr)
+run_qerr(2 "not a size" quantize --model ${tiny} --max-memory 12X --out ${OUT}/never.qerr)
 run_qerr(0 "float.*rtn:bits=8" compare --model ${tiny} --plan "rtn:bits=8" --max-windows 2
          --nsamples 2 --ctx 32 --quiet)
 # a model given as one GGUF file ships no token files: they are asked for

@@ -266,3 +266,28 @@ void cli_progress_done(cli_progress *p) {
     p->start = cli_now();
     p->last_draw = -1e9;
 }
+
+bool cli_size(const char *opt, const char *text, uint64_t *out) {
+    char *end = NULL;
+    errno = 0;
+    double v = text && *text ? strtod(text, &end) : -1.0;
+    uint64_t unit = 1;
+    if (end && *end) {
+        switch (*end == 'k' ? 'K' : *end) {
+        case 'K': unit = 1ull << 10; break;
+        case 'M': unit = 1ull << 20; break;
+        case 'G': unit = 1ull << 30; break;
+        case 'T': unit = 1ull << 40; break;
+        default: unit = 0;
+        }
+        if (unit) end++;
+        if (unit && (strcmp(end, "iB") == 0 || strcmp(end, "B") == 0)) end += strlen(end);
+    }
+    if (errno || !end || *end || unit == 0 || !(v > 0) || v * (double)unit > 1e18) {
+        fprintf(stderr, "qerr: --%s: '%s' is not a size such as 12G, 512M or 1073741824\n", opt,
+                text ? text : "");
+        return false;
+    }
+    *out = (uint64_t)(v * (double)unit);
+    return true;
+}
