@@ -7,8 +7,8 @@
  * of other settings is refused. */
 #include "testutil.h"
 #include "model_testutil.h"
-#include "model/model_internal.h"
-#include "model/qmodel_internal.h"
+#include "llama/model.h"
+#include "io/qmodel_internal.h"
 
 #include <stdlib.h>
 #include <sys/stat.h>

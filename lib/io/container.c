@@ -630,7 +630,7 @@ int qerr_qmodel_load(qerr_qmodel **out, const char *path) {
     return rc;
 }
 
-/* ---- records one at a time (the streaming writer, lib/model/qstream.c) --- */
+/* ---- records one at a time (the streaming writer, lib/io/qstream.c) --- */
 
 int qerr__qmodel_meta_record(const qerr_qmodel *q, uint8_t **bytes, size_t *n) {
     bbuf out = {0}, rec = {0};

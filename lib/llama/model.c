@@ -660,7 +660,9 @@ int qerr__model_rows(const qerr_model *cm, const char *name, const uint32_t *idx
     const int64_t d = e->shape[1];
     const size_t es = e->t ? sizeof(float) : qerr_dtype_size(e->src->dtype);
     for (int64_t r = 0; r < n; r++) {
-        if (e->t) memcpy(dst + r * d, e->t->data + (int64_t)idx[r] * d, (size_t)d * sizeof(float));
+        if (e->t)
+            memcpy(dst + r * d, (const float *)e->t->data + (int64_t)idx[r] * d,
+                   (size_t)d * sizeof(float));
         else qerr__st_convert(e->src->dtype, e->src->data + (size_t)idx[r] * (size_t)d * es, d,
                               dst + r * d);
     }

@@ -134,18 +134,22 @@ int qerr__layer_objective(const float *W, const float *Q, int64_t rows, int64_t 
     return QERR_OK;
 }
 
+qerr_phase_times qerr__phase_times;
+
 int qerr__finish_diag(const qerr_method_call *call, qerr_result *r, double seconds) {
     qerr__result_set_diag(r, "seconds", seconds);
     if (!call->H) {
         qerr__result_set_diag(r, "layer_error", NAN);
         return QERR_OK;
     }
+    const double t0 = qerr__now();
     float *Q = qerr__malloc2((size_t)(call->rows * call->cols), sizeof(float));
     QERR_CHECK(Q, QERR_E_NOMEM, "out of memory computing the layer error");
     qerr__result_dequant(r, Q);
     double err, ref;
     int rc = qerr__layer_objective(call->W, Q, call->rows, call->cols, call->H, &err, &ref);
     free(Q);
+    qerr__phase_times.diag += qerr__now() - t0;
     QERR_TRY(rc);
     qerr__result_set_diag(r, "layer_error", ref > 0 ? err / ref : 0.0);
     qerr__result_set_diag(r, "objective", err);

@@ -120,5 +120,13 @@ int qerr__layer_objective(const float *W, const float *Q, int64_t rows, int64_t 
 /* Set the common diagnostics: layer_error (NaN when H is NULL), seconds. */
 int qerr__finish_diag(const qerr_method_call *call, qerr_result *r, double seconds);
 double qerr__now(void); /* monotonic seconds */
+/* Process-wide seconds spent in the model pipeline's phases, summed over
+ * calls: for the benchmarks (bench/), not for results. The layer-error
+ * diagnostic is counted here (diag); the pipeline adds forward passes, H
+ * accumulation and the solve (qerr_quantize minus diag). */
+typedef struct qerr_phase_times {
+    double forward, gram, solve, diag;
+} qerr_phase_times;
+extern qerr_phase_times qerr__phase_times;
 
 #endif /* QERR_METHOD_H */

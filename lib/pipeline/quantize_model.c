@@ -47,7 +47,10 @@ typedef struct {
 static int capture(void *user, int lin, const float *rows, int64_t nrows, int64_t cols) {
     tap_state *t = user;
     if (lin != t->lin) return QERR_OK;
-    return qerr_calib_add_f32(t->calib, rows, nrows);
+    const double t0 = qerr__now();
+    int rc = qerr_calib_add_f32(t->calib, rows, nrows);
+    qerr__phase_times.gram += qerr__now() - t0;
+    return rc;
 }
 
 /* Plan for tensor `name`, NULL to keep it float. */
@@ -100,7 +103,9 @@ static int quantize_one(pipeline *p, const char *name, const qerr_plan *plan, co
     int rc = qerr_tensor_wrap(&t, QERR_DTYPE_F32, 2, shape, (void *)W);
     qerr_result *r = NULL;
     const double t0 = qerr__now();
+    const double diag0 = qerr__phase_times.diag;
     if (rc == QERR_OK) rc = qerr_quantize(p->ctx, fixed ? fixed : plan, t, calib, &r);
+    qerr__phase_times.solve += qerr__now() - t0 - (qerr__phase_times.diag - diag0);
     if (rc != QERR_OK) {
         char why[512]; /* copied: the message buffer is rewritten by qerr__fail */
         snprintf(why, sizeof why, "%s", qerr_last_error());
@@ -338,11 +343,17 @@ static int layer_path(pipeline *p, int64_t l, float *X, int64_t nwin, int64_t T)
 
 /* Layer l's float32 weights are resident only while it is quantized. */
 static int quantize_layer(pipeline *p, int64_t l, float *X, int64_t nwin, int64_t T) {
+    const qerr_phase_times before = qerr__phase_times;
+    const double t0 = qerr__now();
     qerr_layer_weights base;
     QERR_TRY(qerr__model_layer_acquire(p->m, l, &base));
     int rc = p->x_fp && !layer_overridden(p, l) ? quantize_block_layer(p, l, X, nwin, T)
                                                 : layer_path(p, l, X, nwin, T);
     qerr__model_layer_release(p->m, l);
+    /* the rest of the layer's time: forward passes (and weight conversion) */
+    qerr_phase_times *pt = &qerr__phase_times;
+    pt->forward += qerr__now() - t0 - (pt->gram - before.gram) - (pt->solve - before.solve) -
+                   (pt->diag - before.diag);
     return rc;
 }
 
