@@ -16,12 +16,19 @@
 
 static double gib(double b) { return b / (double)(1u << 30); }
 
+static void on_log(void *user, int level, const char *msg) {
+    (void)user;
+    (void)level;
+    fprintf(stderr, "  %s\n", msg);
+}
+
 int main(int argc, char **argv) {
     if (argc < 7) {
         fprintf(stderr, "usage: bench_stream MODEL_DIR NSAMPLES SEQLEN LAYERS PLAN OUT.qerr "
                         "[MAX_MEMORY_GIB]\n");
         return 2;
     }
+    setvbuf(stdout, NULL, _IOLBF, 0);
     const int64_t nsamples = atoll(argv[2]), seqlen = atoll(argv[3]);
     int64_t layers = atoll(argv[4]);
     const char *plan = argv[5], *out = argv[6];
@@ -59,6 +66,8 @@ int main(int argc, char **argv) {
     printf("estimate: %.2f GiB (activations in memory), %.2f GiB (spilled), %.1f s for these "
            "layers\n",
            gib((double)need), gib((double)need_spilled), est_s);
+    if (getenv("BENCH_ESTIMATE_ONLY")) return 0;
+    qerr_ctx_set_log(ctx, on_log, NULL, QERR_LOG_INFO);
     t0 = qerr__now();
     int rc = qerr_model_quantize_file(ctx, m, plan, NULL, tok, count, nsamples, seqlen, NULL, out,
                                       0);
