@@ -93,8 +93,21 @@ void cli_print_qmodel_table(const qerr_qmodel *q, FILE *f) {
     static const char *const header[] = {"tensor", "shape", "bits/w", "layer err", "damp",
                                          "seconds", "method"};
     static const bool right[] = {false, true, true, true, true, true, false};
+    /* files written by the streaming pipeline carry no wall times: no column */
+    bool timed = false;
+    for (int i = 0; i < qerr_qmodel_count(q) && !timed; i++) {
+        const qerr_result *r;
+        double s;
+        timed = qerr_qmodel_get(q, qerr_qmodel_name(q, i), &r) == QERR_OK &&
+                qerr_result_diag(r, "seconds", &s) == QERR_OK;
+    }
+    const int secs_col = 5, ncols = timed ? 7 : 6;
+    const char *head[7];
+    bool rt[7];
+    for (int j = 0, k = 0; j < 7; j++)
+        if (timed || j != secs_col) head[k] = header[j], rt[k++] = right[j];
     cli_table t;
-    cli_table_init(&t, 7, header, right);
+    cli_table_init(&t, ncols, head, rt);
     double total_s = 0.0, weights = 0.0;
     for (int i = 0; i < qerr_qmodel_count(q); i++) {
         const char *name = qerr_qmodel_name(q, i);
@@ -119,14 +132,14 @@ void cli_print_qmodel_table(const qerr_qmodel *q, FILE *f) {
         if (gs < qerr_result_cols(r)) snprintf(grp, sizeof grp, "g%lld", (long long)gs);
         snprintf(method, sizeof method, "%.*s w%d %s", (int)(mlen < 32 ? mlen : 32), plan,
                  qerr_result_bits(r), grp);
-        const char *cells[] = {name, shape, bpw, err, damp, secs, method};
+        const char *cells[] = {name, shape, bpw, err, damp, timed ? secs : method, method};
         cli_table_row(&t, cells);
     }
     char n[32], bpw[32], secs[32];
     snprintf(n, sizeof n, "%.0f weights", weights);
     snprintf(bpw, sizeof bpw, "%.3f", cli_qmodel_bits_per_weight(q));
     snprintf(secs, sizeof secs, "%.2f", total_s);
-    const char *total[] = {"total", n, bpw, "", "", secs, ""};
+    const char *total[] = {"total", n, bpw, "", "", timed ? secs : "", ""};
     cli_table_row(&t, total);
     cli_table_print(&t, f);
     cli_table_free(&t);
