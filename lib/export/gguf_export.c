@@ -45,7 +45,7 @@ static int describe(const plan *p, const char *hf, item *it) {
     memset(it, 0, sizeof *it);
     int i = qerr__model_find(p->m, hf);
     QERR_CHECK(i >= 0, QERR_E_NOT_FOUND, "GGUF export: the model has no tensor '%.128s'", hf);
-    const qerr_tensor *t = p->m->entries[i].t;
+    const qerr_model_entry *t = &p->m->entries[i]; /* shape only: nothing converted */
     QERR_CHECK(qerr__gguf_name_from_hf(hf, it->gguf, sizeof it->gguf) && t->ndim <= 2,
                QERR_E_UNSUPPORTED,
                "GGUF export: tensor '%.128s' has no place in a llama.cpp model of architecture "
@@ -203,8 +203,9 @@ static int64_t src_row(const item *it, const plan *p, int64_t r) {
     return it->qk ? qerr__gguf_qk_source_row(r, p->m->cfg.head_dim) : r;
 }
 
-static void fill_float(const item *it, const plan *p, uint8_t *dst) {
-    const float *w = qerr__model_data(p->m, it->hf);
+static int fill_float(const item *it, const plan *p, uint8_t *dst) {
+    const float *w = qerr__model_data(p->m, it->hf); /* converted on demand */
+    QERR_CHECK(w, QERR_E_NOMEM, "GGUF export: out of memory for '%.128s'", it->hf);
     const int64_t cols = it->ne[0], rows = it->ne[1];
     /* a 1-D q/k bias is permuted element by element, like the rows */
     const bool by_elem = it->ndim == 1 && it->qk;
@@ -218,6 +219,7 @@ static void fill_float(const item *it, const plan *p, uint8_t *dst) {
             for (int64_t k = 0; k < n_cols; k++) h[k] = qerr__f32_to_f16(src[k]);
         }
     }
+    return QERR_OK;
 }
 
 /* A quantized tensor: the result's ggml bytes, rows moved as for floats. */
@@ -253,7 +255,7 @@ static int put_file(qerr_gguf_sink *s, const plan *p, int64_t n_kv) {
         const item *it = &p->items[i];
         uint8_t *dst = qerr__gguf_put_space(s, it->nbytes);
         if (dst && it->r) rc = fill_blocks(it, p, dst, scratch);
-        else if (dst) fill_float(it, p, dst);
+        else if (dst) rc = fill_float(it, p, dst);
         qerr__gguf_pad(s, QERR_GGUF_ALIGN);
     }
     free(scratch);

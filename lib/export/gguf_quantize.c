@@ -54,7 +54,7 @@ static int overrides(const qerr_model *m, const qerr_gguf_mix *mx, const char *o
     char hf[160], gg[96];
     for (int i = 0; i < m->n; i++) {
         const char *name = m->entries[i].name;
-        const qerr_tensor *t = m->entries[i].t;
+        const qerr_model_entry *t = &m->entries[i]; /* shape only: nothing converted */
         bool head = strcmp(name, "lm_head.weight") == 0;
         if (t->ndim != 2 || strcmp(name, "model.embed_tokens.weight") == 0) continue;
         snprintf(hf, sizeof hf, "%s", head && m->cfg.tied ? "model.embed_tokens.weight" : name);
@@ -79,7 +79,8 @@ static int quantize_embedding(qerr_ctx *ctx, const qerr_model *m, const qerr_ggu
     if (m->cfg.tied) return QERR_OK; /* the output projection's result is the embedding */
     int i = qerr__model_find(m, name);
     QERR_CHECK(i >= 0, QERR_E_NOT_FOUND, "GGUF export: the model has no '%s'", name);
-    const qerr_tensor *w = m->entries[i].t;
+    const qerr_tensor *w = NULL;
+    QERR_TRY(qerr_model_tensor(m, name, &w)); /* float32, converted on demand */
     int type = qerr__gguf_mix_type(mx, "token_embd.weight", 2, w->shape[1]);
     if (is_float(type)) return QERR_OK;
     const int64_t n = w->shape[1];

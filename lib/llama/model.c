@@ -638,7 +638,10 @@ int qerr_model_set_streaming(qerr_model *m, int on) {
 int qerr_model_streaming(const qerr_model *m) { return m && m->streaming; }
 
 uint32_t qerr__model_fingerprint(const qerr_model *m) {
-    uint32_t acc = qerr__crc32(&m->cfg, sizeof m->cfg);
+    const qerr_model_config *c = &m->cfg; /* fields, not the struct: no padding bytes */
+    const int64_t dims[7] = {c->hidden, c->inter, c->layers, c->heads, c->kv_heads, c->vocab,
+                             c->head_dim};
+    uint32_t acc = qerr__crc32(dims, sizeof dims);
     for (int i = 0; i < m->n; i++) {
         const qerr_model_entry *e = &m->entries[i];
         uint32_t part[4] = {acc, qerr__crc32(e->name, strlen(e->name)),
