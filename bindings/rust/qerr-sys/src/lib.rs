@@ -54,6 +54,8 @@ pub const QERR_LOG_ERROR: c_int = 1;
 pub const QERR_LOG_WARN: c_int = 2;
 pub const QERR_LOG_INFO: c_int = 3;
 pub const QERR_LOG_DEBUG: c_int = 4;
+/// qerr_model_quantize_file: continue an interrupted run.
+pub const QERR_QUANTIZE_RESUME: c_uint = 1;
 
 pub const QERR_DTYPE_F32: c_int = 1;
 pub const QERR_DTYPE_F16: c_int = 2;
@@ -89,6 +91,8 @@ extern "C" {
                             max_level: c_int) -> c_int;
     pub fn qerr_ctx_set_progress(ctx: *mut qerr_ctx, f: qerr_progress_fn, user: *mut c_void)
                                  -> c_int;
+    pub fn qerr_ctx_set_max_memory(ctx: *mut qerr_ctx, bytes: u64) -> c_int;
+    pub fn qerr_ctx_max_memory(ctx: *const qerr_ctx) -> u64;
 
     // tensors
     pub fn qerr_dtype_size(dtype: c_int) -> usize;
@@ -189,6 +193,9 @@ extern "C" {
     pub fn qerr_free(p: *mut c_void);
     pub fn qerr_model_load(out: *mut *mut qerr_model, dir: *const c_char) -> c_int;
     pub fn qerr_model_free(m: *mut qerr_model);
+    pub fn qerr_model_set_streaming(m: *mut qerr_model, on: c_int) -> c_int;
+    pub fn qerr_model_streaming(m: *const qerr_model) -> c_int;
+    pub fn qerr_model_param_count(m: *const qerr_model) -> i64;
     pub fn qerr_model_config_int(m: *const qerr_model, key: *const c_char, value: *mut i64)
                                  -> c_int;
     pub fn qerr_model_config_double(m: *const qerr_model, key: *const c_char,
@@ -215,6 +222,15 @@ extern "C" {
     pub fn qerr_model_quantize(ctx: *mut qerr_ctx, m: *const qerr_model, plan: *const c_char,
                                overrides: *const c_char, tokens: *const u32, count: i64,
                                nsamples: i64, seqlen: i64, out: *mut *mut qerr_qmodel) -> c_int;
+    pub fn qerr_model_quantize_file(ctx: *mut qerr_ctx, m: *const qerr_model,
+                                    plan: *const c_char, overrides: *const c_char,
+                                    tokens: *const u32, count: i64, nsamples: i64, seqlen: i64,
+                                    meta: *const *const c_char, path: *const c_char,
+                                    flags: c_uint) -> c_int;
+    pub fn qerr_model_quantize_estimate(ctx: *mut qerr_ctx, m: *const qerr_model,
+                                        plan: *const c_char, nsamples: i64, seqlen: i64,
+                                        bytes: *mut u64, bytes_spilled: *mut u64,
+                                        seconds: *mut c_double) -> c_int;
     pub fn qerr_model_apply(m: *mut qerr_model, q: *const qerr_qmodel) -> c_int;
 
     // export (qerr/export.h)
