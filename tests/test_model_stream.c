@@ -231,6 +231,16 @@ static void resume_after_kill_is_byte_identical(void **state) {
     assert_int_equal(quantize_file(&f, gptq, full, QERR_QUANTIZE_RESUME), QERR_OK);
     assert_true(exists(full));
     unlink(full);
+    /* a state left without its partial file (killed between the rename and
+     * the removal of the state): nothing to resume either */
+    char part[1200];
+    assert_int_equal(killed_run(&f, gptq, full, "1"), 137);
+    snprintf(part, sizeof part, "%s.partial", full);
+    unlink(part);
+    assert_int_equal(quantize_file(&f, gptq, full, QERR_QUANTIZE_RESUME), QERR_OK);
+    snprintf(part, sizeof part, "%s.partial.state", full);
+    assert_false(exists(part));
+    unlink(full);
     unload(&f);
 }
 

@@ -151,7 +151,10 @@ int qerr__qstream_open(qerr_qstream **out, const qerr_ctx *ctx, const char *path
     uint32_t old_key = 0;
     int64_t units = 0;
     uint64_t bytes = 0, tensors = 0;
-    bool have = rc == QERR_OK && resume && load_state(s->state, &old_key, &units, &bytes, &tensors);
+    /* a state without its partial file: the last run finished but was killed
+     * before removing the state; nothing to resume */
+    bool have = rc == QERR_OK && resume && access(s->part, F_OK) == 0 &&
+                load_state(s->state, &old_key, &units, &bytes, &tensors);
     if (have && old_key != key)
         rc = qerr__fail(QERR_E_INVALID_ARG,
                         "--resume: '%s' was started with another model, calibration set, plan, "
