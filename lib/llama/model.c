@@ -193,7 +193,7 @@ static int add_entry(qerr_model *m, int cap, const char *name, const qerr_st_ent
     qerr_model_entry *e = &m->entries[i];
     const qerr_model_entry *o = owner >= 0 ? &m->entries[owner] : NULL;
     *e = (qerr_model_entry){copy, NULL, o != NULL, o ? owner : i, o ? o->src : src,
-                            layer_of(name), false, o ? o->ndim : src->ndim, {0}};
+                            layer_of(name), false, o ? o->ndim : src->ndim, {0}, 0};
     memcpy(e->shape, o ? o->shape : src->shape, sizeof e->shape);
     e->file_dtype = o ? o->file_dtype : src->dtype;
     return QERR_OK;
@@ -202,11 +202,10 @@ static int add_entry(qerr_model *m, int cap, const char *name, const qerr_st_ent
 void qerr__model_add_loaded(qerr_model *m, char *name, qerr_tensor *t, int alias_of) {
     const int i = m->n++;
     qerr_model_entry *e = &m->entries[i];
-    const qerr_tensor *d = alias_of >= 0 ? m->entries[alias_of].t : t;
-    *e = (qerr_model_entry){name, alias_of >= 0 ? NULL : t, alias_of >= 0,
-                            alias_of >= 0 ? alias_of : i, NULL, layer_of(name), true, d->ndim,
-                            {0}};
-    memcpy(e->shape, d->shape, sizeof e->shape);
+    const qerr_model_entry *o = alias_of >= 0 ? &m->entries[alias_of] : NULL;
+    *e = (qerr_model_entry){name, o ? NULL : t, o != NULL, o ? alias_of : i, o ? o->src : NULL,
+                            layer_of(name), true, o ? o->ndim : t->ndim, {0}, 0};
+    memcpy(e->shape, o ? o->shape : t->shape, sizeof e->shape);
     e->file_dtype = alias_of >= 0 ? m->entries[alias_of].file_dtype : t->dtype;
 }
 
