@@ -134,6 +134,12 @@ int cli_perplexity(qerr_ctx *ctx, const qerr_model *m, const uint32_t *tokens, i
 /* Number of float parameters in the model. */
 int64_t cli_model_params(const qerr_model *m);
 
+/* key=value added to a plan spec, or to every SPEC of an overrides text
+ * 'PAT=SPEC;...', whose method has the key and that does not set it
+ * (cli_plan_key.c); malloc'd, NULL when out of memory. */
+char *cli_spec_with_key(const char *spec, const char *key, const char *value);
+char *cli_overrides_with_key(const char *overrides, const char *key, const char *value);
+
 /* Text in (cli_text.c). The tokens of option `opt` ("calib" or "eval") come
  * from --<opt>-text FILE (tokenized with the model's tokenizer, or
  * --tokenizer), else from the token file of cli_tokens_path. */

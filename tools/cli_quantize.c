@@ -71,7 +71,7 @@ static int quantize_gptq(qerr_ctx *ctx, cli_progress *prog, qerr_model *m, const
         cli_fail("cannot set metadata", rc);
         goto done;
     }
-    if ((rc = qerr_export_gptq(m, q, out_path, format)) != QERR_OK) {
+    if ((rc = qerr_export_gptq_ctx(ctx, m, q, out_path, format)) != QERR_OK) {
         cli_fail("cannot write the GPTQ checkpoint", rc);
         goto done;
     }
@@ -120,7 +120,11 @@ int cli_cmd_quantize(int argc, char **argv) {
         "      --format gptq --out model-gptq-4bit\n"
         "  qerr quantize --model DIR --format gguf --type Q4_K_M --out model-q4_k_m.gguf\n"
         "With --format gguf, --plan and --override are not used: the ggml method runs on\n"
-        "each tensor's type in the file type's mix (qerr_gguf_quantize).\n",
+        "each tensor's type in the file type's mix (qerr_gguf_quantize).\n"
+        "With --format gptq or gptq_v2, scale_dtype=f16 is added to every plan whose\n"
+        "method has the key (rtn, gptq, quantease, quantease_outlier) and that does not\n"
+        "set it: scales are fitted as the float16 values the checkpoint stores, so it\n"
+        "holds exactly the quantized weights.\n",
         uses, (int)(sizeof uses / sizeof uses[0]), {0}, {0}};
     bool help;
     int rc = cli_parse(&cmd, argc, argv, &help);
@@ -173,6 +177,21 @@ int cli_cmd_quantize(int argc, char **argv) {
         return CLI_USAGE;
     }
     qerr_plan_free(check);
+    /* a GPTQ checkpoint stores float16 scales: fit them as float16, so it
+     * holds exactly the results (unless the user chose scale_dtype) */
+    char *plan_f16 = NULL, *overrides_f16 = NULL;
+    if (gptq) {
+        plan_f16 = cli_spec_with_key(plan, "scale_dtype", "f16");
+        overrides_f16 = cli_overrides_with_key(overrides, "scale_dtype", "f16");
+        if (!plan_f16 || !overrides_f16) {
+            free(plan_f16);
+            free(overrides_f16);
+            fprintf(stderr, "qerr quantize: out of memory\n");
+            return CLI_FAILED;
+        }
+        plan = plan_f16;
+        overrides = overrides_f16;
+    }
 
     qerr_model *m = NULL;
     uint32_t *tokens = NULL;
@@ -253,5 +272,7 @@ done:
     qerr_ctx_free(ctx);
     qerr_free(tokens);
     qerr_model_free(m);
+    free(plan_f16);
+    free(overrides_f16);
     return status;
 }

@@ -64,9 +64,18 @@ QERR_API int qerr_gguf_save(const qerr_model *m, const qerr_qmodel *q, const cha
  * learned transforms; anything else is refused naming the tensor. The
  * directory is written under a temporary name and renamed into place; `dir`
  * must not exist or be empty. qerr_model_load reads it back. See
- * docs/gptq-checkpoints.md. */
+ * docs/gptq-checkpoints.md. Scales are stored as float16: rounded unless
+ * they already are float16 values (see qerr_export_gptq_ctx). */
 QERR_API int qerr_export_gptq(const qerr_model *m, const qerr_qmodel *q, const char *dir,
                               const char *checkpoint_format);
+/* qerr_export_gptq with a context for its log (ctx may be NULL: no log).
+ * Scales that are not float16 values are rounded, as the format needs, so
+ * the checkpoint's weights differ from the results in `q`; this logs a
+ * QERR_LOG_WARN saying how many. Quantizing with scale_dtype=f16 in the plan
+ * (rtn, gptq, quantease, quantease_outlier) fits float16 scales before the
+ * codes are chosen, and the checkpoint then holds exactly the results. */
+QERR_API int qerr_export_gptq_ctx(qerr_ctx *ctx, const qerr_model *m, const qerr_qmodel *q,
+                                  const char *dir, const char *checkpoint_format);
 
 #ifdef __cplusplus
 }

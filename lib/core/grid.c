@@ -5,8 +5,17 @@
 #include <math.h>
 
 qerr_grid qerr__grid_make(int bits, bool sym) {
-    qerr_grid g = {bits, (1 << bits) - 1, sym};
+    qerr_grid g = {bits, (1 << bits) - 1, sym, false};
     return g;
+}
+
+/* s (positive, finite) as the nearest float16 value, kept inside float16's
+ * positive range: 2^-24 (smallest subnormal) .. 65504 (largest finite). */
+static float f16_scale(float s) {
+    float h = qerr__f16_to_f32(qerr__f32_to_f16(s));
+    if (!(h > 0.0f)) return 5.9604644775390625e-8f;
+    if (!(h <= 65504.0f)) return 65504.0f;
+    return h;
 }
 
 void qerr__grid_from_range(const qerr_grid *g, float xmin, float xmax, float *scale,
@@ -27,6 +36,15 @@ void qerr__grid_from_range(const qerr_grid *g, float xmin, float xmax, float *sc
      * reciprocal overflows); the smallest normal float keeps x / s finite
      * and z = round(-xmin / s) inside [0, maxq]. */
     if (!(s >= FLT_MIN)) s = FLT_MIN;
+    if (g->f16_scale) {
+        /* the zero point follows the stored scale; a scale clamped to 65504
+         * (ranges past float16's) would push it beyond the codes */
+        s = f16_scale(s);
+        *scale = s;
+        float z = g->sym ? (float)((g->maxq + 1) / 2) : nearbyintf(-xmin / s);
+        *zero = (int32_t)fminf(fmaxf(z, 0.0f), (float)g->maxq);
+        return;
+    }
     *scale = s;
     *zero = g->sym ? (g->maxq + 1) / 2 : (int32_t)nearbyintf(-xmin / s);
 }

@@ -193,11 +193,14 @@ void qerr__result_dequant(const qerr_result *r, float *out);
 
 /* ---- uniform grid (grid.c) ----------------------------------------------- */
 /* The GPTQ/QuantEase min-max grid (range always contains 0); symmetric puts
- * zero at 2^(bits-1). */
+ * zero at 2^(bits-1). f16_scale rounds every scale to the nearest float16
+ * as it is fitted (GPTQ checkpoints store float16 scales), before any code
+ * is chosen against it. */
 typedef struct qerr_grid {
     int bits;
     int maxq;
     bool sym;
+    bool f16_scale;
 } qerr_grid;
 qerr_grid qerr__grid_make(int bits, bool sym);
 /* Scale and zero for the range [xmin, xmax] (0 added to the range). */

@@ -171,8 +171,32 @@ static int write_all(const qerr_model *m, const qerr_qmodel *q, const qerr_gptq_
     return rc;
 }
 
+/* Scales float16 rounds make the checkpoint's weights differ from the
+ * results: allowed (every GPTQ quantizer does it), but said. */
+static void warn_inexact(const qerr_ctx *ctx, const qerr_gptq_plan *p, const qerr_qmodel *q) {
+    if (p->inexact == 0) return;
+    int64_t total = 0;
+    for (int k = 0; k < qerr_qmodel_count(q); k++) {
+        const qerr_result *r;
+        if (qerr_qmodel_get(q, qerr_qmodel_name(q, k), &r) == QERR_OK) total += r->rows * r->groups;
+    }
+    qerr__clear_error();
+    qerr__log(ctx, QERR_LOG_WARN,
+              "%s: %lld of %lld scales are not float16 values (first: '%.128s' row %lld, group "
+              "%lld) and are rounded, so the checkpoint's weights differ from the in-memory "
+              "result; quantize with scale_dtype=f16 in the plan (rtn, gptq, quantease) to write "
+              "exactly what was quantized",
+              fn, (long long)p->inexact, (long long)total, p->inexact_name,
+              (long long)p->inexact_row, (long long)p->inexact_group);
+}
+
 int qerr_export_gptq(const qerr_model *m, const qerr_qmodel *q, const char *dir,
                      const char *checkpoint_format) {
+    return qerr_export_gptq_ctx(NULL, m, q, dir, checkpoint_format);
+}
+
+int qerr_export_gptq_ctx(qerr_ctx *ctx, const qerr_model *m, const qerr_qmodel *q,
+                         const char *dir, const char *checkpoint_format) {
     QERR_CHECK(m && q && dir && *dir, QERR_E_INVALID_ARG, "%s: NULL argument", fn);
     const char *cf = checkpoint_format ? checkpoint_format : "gptq";
     QERR_CHECK(strcmp(cf, "gptq") == 0 || strcmp(cf, "gptq_v2") == 0, QERR_E_INVALID_ARG,
@@ -181,6 +205,7 @@ int qerr_export_gptq(const qerr_model *m, const qerr_qmodel *q, const char *dir,
     qerr_gptq_plan plan;
     QERR_TRY(qerr__gptq_plan(m, q, strcmp(cf, "gptq_v2") == 0, &plan));
     QERR_TRY(check_target(dir));
+    warn_inexact(ctx, &plan, q);
     size_t n = strlen(dir) + 32;
     char *tmp = malloc(n);
     QERR_CHECK(tmp, QERR_E_NOMEM, "%s: out of memory", fn);

@@ -16,6 +16,11 @@ typedef struct qerr_gptq_plan {
     bool lm_head;       /* lm_head is quantized */
     bool untie;         /* lm_head is quantized but tied to the embedding */
     bool v2;            /* checkpoint_format "gptq_v2" */
+    /* scales float16 rounds (the checkpoint then differs from the results):
+     * how many, and the first one's tensor (a qmodel name), row and group */
+    int64_t inexact;
+    const char *inexact_name;
+    int64_t inexact_row, inexact_group;
 } qerr_gptq_plan;
 
 /* Check that q can be written as a GPTQ checkpoint of m and derive the

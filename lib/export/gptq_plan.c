@@ -31,8 +31,9 @@ static bool writable_name(const qerr_model *m, const char *name, bool *is_head) 
     return false;
 }
 
-/* Layer-local checks: bits, packing, zeros, scales, g_idx. */
-static int check_result(const char *name, const qerr_result *r, bool v2) {
+/* Layer-local checks: bits, packing, zeros, scales, g_idx; scales that
+ * float16 rounds are counted in p. */
+static int check_result(const char *name, const qerr_result *r, bool v2, qerr_gptq_plan *p) {
     const int bits = r->bits;
     QERR_CHECK(qerr__gptq_bits_ok(bits), QERR_E_UNSUPPORTED,
                "%s: '%.128s' has %d bits; GPTQ checkpoints hold 2, 3, 4 or 8", fn, name, bits);
@@ -60,6 +61,11 @@ static int check_result(const char *name, const qerr_result *r, bool v2) {
         QERR_CHECK(isfinite(h) && (h != 0.0f || s == 0.0f), QERR_E_RANGE,
                    "%s: '%.128s' has scale %g (row %lld, group %lld), which float16 cannot hold",
                    fn, name, (double)s, (long long)(i / r->groups), (long long)(i % r->groups));
+        if (h != s && p->inexact++ == 0) {
+            p->inexact_name = name;
+            p->inexact_row = i / r->groups;
+            p->inexact_group = i % r->groups;
+        }
     }
     for (int64_t j = 0; j < r->cols; j++)
         QERR_CHECK(r->g_idx[j] >= 0 && r->g_idx[j] < r->groups, QERR_E_INTERNAL,
@@ -123,7 +129,7 @@ int qerr__gptq_plan(const qerr_model *m, const qerr_qmodel *q, bool v2, qerr_gpt
         QERR_CHECK(t->ndim == 2 && t->shape[0] == r->rows && t->shape[1] == r->cols,
                    QERR_E_SHAPE, "%s: '%.128s' is %lldx%lld in the qmodel but not in the model",
                    fn, name, (long long)r->rows, (long long)r->cols);
-        QERR_TRY(check_result(name, r, v2));
+        QERR_TRY(check_result(name, r, v2, out));
         if (!first) {
             first = name;
             out->bits = r->bits;

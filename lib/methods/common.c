@@ -14,6 +14,12 @@ double qerr__now(void) {
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
+qerr_grid qerr__plan_grid(const qerr_plan *plan, int bits) {
+    qerr_grid g = qerr__grid_make(bits, qerr__plan_int(plan, "symmetric") == 1);
+    g.f16_scale = qerr__plan_choice(plan, "scale_dtype") == 1;
+    return g;
+}
+
 int qerr__plan_group_size(const qerr_plan *plan, int64_t cols, int64_t *group_size) {
     int64_t g = qerr__plan_int(plan, "group_size");
     if (g == -1 || g == 0) { /* no key, or per-row */

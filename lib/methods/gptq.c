@@ -9,7 +9,7 @@
 
 static const qerr_param_def gptq_params[] = {
     QERR_PDEF_BITS, QERR_PDEF_GROUP_SIZE, QERR_PDEF_RAGGED, QERR_PDEF_SYMMETRIC,
-    QERR_PDEF_CLIP_SEARCH,
+    QERR_PDEF_CLIP_SEARCH, QERR_PDEF_SCALE_DTYPE,
     {"act_order", QERR_PARAM_BOOL, 0, 0, 1, NULL,
      "quantize columns in order of decreasing H_jj"},
     {"static_groups", QERR_PARAM_BOOL, 0, 0, 1, NULL,
@@ -78,7 +78,7 @@ static int gptq_solve(const qerr_method_call *call, float *W, double *H, int32_t
     const bool act_order = qerr__plan_int(p, "act_order") == 1;
     const bool static_groups = qerr__plan_int(p, "static_groups") == 1;
     const bool clip = qerr__plan_int(p, "clip_search") == 1;
-    const qerr_grid grid = qerr__grid_make(r->bits, qerr__plan_int(p, "symmetric") == 1);
+    const qerr_grid grid = qerr__plan_grid(p, r->bits);
 
     memcpy(W, call->W, (size_t)(rows * n) * sizeof(float));
     memcpy(H, call->H, (size_t)(n * n) * sizeof(double));

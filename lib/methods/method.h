@@ -101,8 +101,15 @@ const qerr_method *qerr__method_at(int index);
 #define QERR_PDEF_CLIP_SEARCH \
     {"clip_search", QERR_PARAM_BOOL, 0, 0, 1, NULL, \
      "shrink each group's range to minimise |w - q|^2.4 (GPTQ's mse option)"}
+#define QERR_PDEF_SCALE_DTYPE \
+    {"scale_dtype", QERR_PARAM_CHOICE, 0, 0, 0, "f32|f16", \
+     "scales as float32, or rounded to float16 before the codes are chosen (what GPTQ " \
+     "checkpoints store)"}
 
 /* ---- helpers shared by methods (common.c) -------------------------------- */
+/* The uniform grid of a plan with the keys above: bits, symmetric and
+ * scale_dtype. */
+qerr_grid qerr__plan_grid(const qerr_plan *plan, int bits);
 /* Resolved group size for the plan and column count: cols for per-row
  * grids; validates divisibility unless ragged_groups is set. */
 int qerr__plan_group_size(const qerr_plan *plan, int64_t cols, int64_t *group_size);

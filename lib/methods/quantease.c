@@ -198,7 +198,7 @@ int qerr__qe_prepare(const qerr_method_call *call, qerr_qe_layer *L) {
     e->zeros = r->zeros;
     e->groups = r->groups;
     e->col_group = L->col_group;
-    e->grid = qerr__grid_make(r->bits, qerr__plan_int(p, "symmetric") == 1);
+    e->grid = qerr__plan_grid(p, r->bits);
     return QERR_OK;
 }
 
@@ -271,6 +271,9 @@ static int gptq_start(const qerr_method_call *call, qerr_qe_layer *L) {
     for (size_t k = 0; k < sizeof keys / sizeof keys[0] && rc == QERR_OK; k++)
         rc = qerr_plan_set_int(gp, keys[k], qerr__plan_int(p, keys[k]));
     if (rc == QERR_OK) rc = qerr_plan_set_double(gp, "damp", qerr__plan_double(p, "damp"));
+    if (rc == QERR_OK) /* GPTQ's grids are kept: they must be the stored ones */
+        rc = qerr_plan_set(gp, "scale_dtype",
+                           qerr__plan_choice(p, "scale_dtype") == 1 ? "f16" : "f32");
     qerr_result *gr = NULL;
     if (rc == QERR_OK) {
         qerr_method_call gc = *call;
@@ -406,7 +409,7 @@ static int quantease_quantize(const qerr_method_call *call, qerr_result **out) {
 
 static const qerr_param_def quantease_params[] = {
     QERR_PDEF_BITS, QERR_PDEF_GROUP_SIZE, QERR_PDEF_RAGGED, QERR_PDEF_SYMMETRIC,
-    QERR_PDEF_CLIP_SEARCH, QERR_QE_PDEF_COMMON,
+    QERR_PDEF_CLIP_SEARCH, QERR_PDEF_SCALE_DTYPE, QERR_QE_PDEF_COMMON,
     {"init", QERR_PARAM_CHOICE, 0, 0, 0, "w|gptq",
      "starting point: the float weights, or GPTQ's solution and grids"},
     {"damp", QERR_PARAM_DOUBLE, 0.01, 0, 1, NULL,

@@ -339,7 +339,7 @@ static int outlier_quantize(const qerr_method_call *call, qerr_result **out) {
 
 static const qerr_param_def outlier_params[] = {
     QERR_PDEF_BITS, QERR_PDEF_GROUP_SIZE, QERR_PDEF_RAGGED, QERR_PDEF_SYMMETRIC,
-    QERR_PDEF_CLIP_SEARCH, QERR_QE_PDEF_COMMON,
+    QERR_PDEF_CLIP_SEARCH, QERR_PDEF_SCALE_DTYPE, QERR_QE_PDEF_COMMON,
     {"outlier_fraction", QERR_PARAM_DOUBLE, 0.01, 0, 0.5, NULL,
      "share of weights (unstructured) or input columns (structured) kept in full precision"},
     {"outlier_mode", QERR_PARAM_CHOICE, 0, 0, 0, "unstructured|structured",

@@ -4,7 +4,7 @@
 
 static const qerr_param_def rtn_params[] = {
     QERR_PDEF_BITS, QERR_PDEF_GROUP_SIZE, QERR_PDEF_RAGGED, QERR_PDEF_SYMMETRIC,
-    QERR_PDEF_CLIP_SEARCH,
+    QERR_PDEF_CLIP_SEARCH, QERR_PDEF_SCALE_DTYPE,
 };
 
 typedef struct {
@@ -40,7 +40,7 @@ static int rtn_quantize(const qerr_method_call *call, qerr_result **out) {
     qerr_result *r;
     QERR_TRY(qerr__result_alloc(&r, call->rows, call->cols, (int)qerr__plan_int(p, "bits"), g));
     rtn_job job = {call->W, r,
-                   qerr__grid_make(r->bits, qerr__plan_int(p, "symmetric") == 1),
+                   qerr__plan_grid(p, r->bits),
                    qerr__plan_int(p, "clip_search") == 1};
     qerr__parallel_for(qerr__ctx_threads(call->ctx), call->rows, 16, rtn_rows, &job);
     qerr__result_set_diag(r, "iterations", 1);

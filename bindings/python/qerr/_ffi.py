@@ -147,6 +147,7 @@ _SIGNATURES = {
                                c_int64, c_int64, PH]),
     "qerr_gguf_save": (S, [H, H, c_char_p, c_char_p, c_char_p]),
     "qerr_export_gptq": (S, [H, H, c_char_p, c_char_p]),
+    "qerr_export_gptq_ctx": (S, [H, H, H, c_char_p, c_char_p]),
     # tokenizers (qerr/tokenizer.h)
     "qerr_tokenizer_load": (S, [PH, c_char_p]),
     "qerr_tokenizer_free": (None, [H]),

@@ -244,6 +244,8 @@ extern "C" {
                           mix: *const c_char, path: *const c_char) -> c_int;
     pub fn qerr_export_gptq(m: *const qerr_model, q: *const qerr_qmodel, dir: *const c_char,
                             checkpoint_format: *const c_char) -> c_int;
+    pub fn qerr_export_gptq_ctx(ctx: *mut qerr_ctx, m: *const qerr_model, q: *const qerr_qmodel,
+                                dir: *const c_char, checkpoint_format: *const c_char) -> c_int;
 
     // tokenizers (qerr/tokenizer.h)
     pub fn qerr_tokenizer_load(out: *mut *mut qerr_tokenizer, path: *const c_char) -> c_int;
