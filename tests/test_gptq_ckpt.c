@@ -2,8 +2,10 @@
  * packer), the JSON writer, and on tiny-llama a written checkpoint read back
  * to the same weights bit for bit (scales as float16 store them) and the same
  * perplexity, for bits 2/3/4/8, group sizes 128/64/per-row, act-order, v1 and
- * v2; biases on llama-bias; and every kind of bad checkpoint and refused
- * qmodel with a message naming the tensor. */
+ * v2; biases on llama-bias; with scale_dtype=f16 the checkpoint holds the
+ * results exactly (same perplexity), float32 scales export with a warning;
+ * and every kind of bad checkpoint and refused qmodel with a message naming
+ * the tensor. */
 #include "testutil.h"
 #include "model_testutil.h"
 
@@ -283,6 +285,114 @@ static void biases_round_trip(void **state) {
     unload(&f);
 }
 
+/* ---- scale_dtype=f16: the checkpoint is the result ----------------------- */
+/* Warnings logged by qerr_export_gptq_ctx. */
+typedef struct {
+    int count;
+    char last[512];
+} warnings;
+
+static void on_log(void *user, int level, const char *message) {
+    warnings *w = user;
+    if (level != QERR_LOG_WARN) return;
+    w->count++;
+    snprintf(w->last, sizeof w->last, "%s", message);
+}
+
+static int export_logged(fixture *f, const qerr_qmodel *q, const char *dir, const char *format,
+                         warnings *w) {
+    qerr_ctx *ctx;
+    assert_int_equal(qerr_ctx_create(&ctx), QERR_OK);
+    assert_int_equal(qerr_ctx_set_log(ctx, on_log, w, QERR_LOG_WARN), QERR_OK);
+    memset(w, 0, sizeof *w);
+    int rc = qerr_export_gptq_ctx(ctx, f->m, q, dir, format);
+    qerr_ctx_free(ctx);
+    return rc;
+}
+
+/* Quantized with float16 scales, the checkpoint read back holds exactly the
+ * in-memory results (no rounding anywhere) and has their perplexity. */
+static void exact_round_trip(fixture *f, const char *plan, const char *format) {
+    qerr_qmodel *q = quantize(f, plan, "");
+    for (int k = 0; k < qerr_qmodel_count(q); k++) {
+        const qerr_result *r;
+        assert_int_equal(qerr_qmodel_get(q, qerr_qmodel_name(q, k), &r), QERR_OK);
+        for (int64_t i = 0; i < r->rows * r->groups; i++)
+            if (qerr__f16_to_f32(qerr__f32_to_f16(r->scales[i])) != r->scales[i])
+                fail_msg("%s: scale %g of '%s' is not a float16 value", plan,
+                         (double)r->scales[i], qerr_qmodel_name(q, k));
+    }
+    char *base = mt_tempdir(), *dir = out_dir(base);
+    warnings w;
+    if (export_logged(f, q, dir, format, &w) != QERR_OK)
+        fail_msg("%s %s: %s", plan, format, qerr_last_error());
+    if (w.count) fail_msg("%s: unexpected warning: %s", plan, w.last);
+    qerr_model *back, *applied;
+    if (qerr_model_load(&back, dir) != QERR_OK) fail_msg("%s: %s", plan, qerr_last_error());
+    check_weights(f->m, q, back); /* without rounding the scales first */
+    assert_int_equal(qerr_model_load(&applied, f->m->dir), QERR_OK);
+    assert_int_equal(qerr_model_apply(applied, q), QERR_OK);
+    double p_mem = ppl(applied, f->eval, f->ne), p_back = ppl(back, f->eval, f->ne);
+    print_message("  %-60s %-8s ppl read back %.9f, in memory %.9f (rel diff %.2e)\n", plan,
+                  format, p_back, p_mem, fabs(p_back - p_mem) / p_mem);
+    assert_true(fabs(p_back - p_mem) <= 1e-9 * p_mem);
+    qerr_model_free(applied);
+    qerr_model_free(back);
+    qerr_qmodel_free(q);
+    drop(base, dir);
+}
+
+/* The repository's own data/tiny-llama (BF16 weights), so this runs in a
+ * fresh clone too. */
+static void f16_scales_round_trip_exactly(void **state) {
+    (void)state;
+    const char *src = getenv("QERR_SOURCE_DIR");
+    char data[1024];
+    snprintf(data, sizeof data, "%s/data", src ? src : ".");
+    char probe[1100];
+    snprintf(probe, sizeof probe, "%s/tiny-llama/model.safetensors", data);
+    struct stat st;
+    if (!src || stat(probe, &st) != 0) {
+        print_message("[  SKIP    ] data/tiny-llama not found: test skipped\n");
+        skip();
+    }
+    fixture f;
+    load(&f, data, "tiny-llama");
+    exact_round_trip(&f, "rtn:bits=3,group_size=64,scale_dtype=f16", "gptq_v2");
+    exact_round_trip(&f, "rtn:bits=4,group_size=128,symmetric=1,scale_dtype=f16", "gptq");
+    exact_round_trip(&f, "gptq:bits=4,group_size=64,act_order=1,symmetric=1,scale_dtype=f16",
+                     "gptq");
+    exact_round_trip(&f, "gptq:bits=3,group_size=128,scale_dtype=f16", "gptq_v2");
+    exact_round_trip(&f, "gptq:bits=4,group_size=-1,symmetric=1,scale_dtype=f16", "gptq");
+    unload(&f);
+}
+
+/* Float32 scales still export (rounded, as before), with a warning that
+ * says so and how to avoid it. */
+static void float32_scales_export_with_a_warning(void **state) {
+    (void)state;
+    TU_REQUIRE_SHARED(data);
+    fixture f;
+    load(&f, data, "tiny-llama");
+    qerr_qmodel *q = quantize(&f, "rtn:bits=4,group_size=128,symmetric=1", "");
+    char *base = mt_tempdir(), *dir = out_dir(base);
+    warnings w;
+    assert_int_equal(export_logged(&f, q, dir, "gptq", &w), QERR_OK);
+    print_message("  warning: %s\n", w.last);
+    assert_int_equal(w.count, 1);
+    assert_non_null(strstr(w.last, "differ from the in-memory result"));
+    assert_non_null(strstr(w.last, "scale_dtype=f16"));
+    assert_non_null(strstr(w.last, "model.layers.0."));
+    qerr_model *back;
+    assert_int_equal(qerr_model_load(&back, dir), QERR_OK);
+    round_scales(q);
+    check_weights(f.m, q, back);
+    qerr_model_free(back);
+    qerr_qmodel_free(q);
+    drop(base, dir);
+    unload(&f);
+}
+
 /* ---- refused qmodels ----------------------------------------------------- */
 static void expect_refusal(fixture *f, qerr_qmodel *q, const char *format, int code,
                            const char *names, const char *says) {
@@ -484,6 +594,8 @@ int main(void) {
         cmocka_unit_test(round_trip_all_bits),
         cmocka_unit_test(round_trip_act_order),
         cmocka_unit_test(biases_round_trip),
+        cmocka_unit_test(f16_scales_round_trip_exactly),
+        cmocka_unit_test(float32_scales_export_with_a_warning),
         cmocka_unit_test(refuses_what_gptq_cannot_hold),
         cmocka_unit_test(bad_checkpoints_are_refused_by_name),
     };

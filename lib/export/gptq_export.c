@@ -178,14 +178,15 @@ static void warn_inexact(const qerr_ctx *ctx, const qerr_gptq_plan *p, const qer
     int64_t total = 0;
     for (int k = 0; k < qerr_qmodel_count(q); k++) {
         const qerr_result *r;
-        if (qerr_qmodel_get(q, qerr_qmodel_name(q, k), &r) == QERR_OK) total += r->rows * r->groups;
+        if (qerr_qmodel_get(q, qerr_qmodel_name(q, k), &r) == QERR_OK)
+            total += r->rows * r->groups;
     }
     qerr__clear_error();
     qerr__log(ctx, QERR_LOG_WARN,
               "%s: %lld of %lld scales are not float16 values (first: '%.128s' row %lld, group "
               "%lld) and are rounded, so the checkpoint's weights differ from the in-memory "
-              "result; quantize with scale_dtype=f16 in the plan (rtn, gptq, quantease) to write "
-              "exactly what was quantized",
+              "result; quantize with scale_dtype=f16 in the plan (rtn, gptq, quantease, "
+              "quantease_outlier) to write exactly what was quantized",
               fn, (long long)p->inexact, (long long)total, p->inexact_name,
               (long long)p->inexact_row, (long long)p->inexact_group);
 }
