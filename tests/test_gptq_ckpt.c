@@ -343,7 +343,8 @@ static void exact_round_trip(fixture *f, const char *plan, const char *format) {
 }
 
 /* The repository's own data/tiny-llama (BF16 weights), so this runs in a
- * fresh clone too. */
+ * fresh clone too; with ../shared, also the plans of the float32 scales'
+ * figures (docs/gptq-checkpoints.md) on the float32 original. */
 static void f16_scales_round_trip_exactly(void **state) {
     (void)state;
     const char *src = getenv("QERR_SOURCE_DIR");
@@ -359,11 +360,16 @@ static void f16_scales_round_trip_exactly(void **state) {
     fixture f;
     load(&f, data, "tiny-llama");
     exact_round_trip(&f, "rtn:bits=3,group_size=64,scale_dtype=f16", "gptq_v2");
+    exact_round_trip(&f, "gptq:bits=3,group_size=128,scale_dtype=f16", "gptq_v2");
+    exact_round_trip(&f, "gptq:bits=4,group_size=-1,symmetric=1,scale_dtype=f16", "gptq");
+    unload(&f);
+    const char *shared = tu_shared_data();
+    if (!shared) return;
+    load(&f, shared, "tiny-llama");
+    exact_round_trip(&f, "rtn:bits=3,group_size=64,scale_dtype=f16", "gptq_v2");
     exact_round_trip(&f, "rtn:bits=4,group_size=128,symmetric=1,scale_dtype=f16", "gptq");
     exact_round_trip(&f, "gptq:bits=4,group_size=64,act_order=1,symmetric=1,scale_dtype=f16",
                      "gptq");
-    exact_round_trip(&f, "gptq:bits=3,group_size=128,scale_dtype=f16", "gptq_v2");
-    exact_round_trip(&f, "gptq:bits=4,group_size=-1,symmetric=1,scale_dtype=f16", "gptq");
     unload(&f);
 }
 
