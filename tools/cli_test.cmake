@@ -114,6 +114,23 @@ run_qerr(1 "more than the memory budget" quantize --model ${tiny} --max-memory 1
 run_qerr(2 "not a size" quantize --model ${tiny} --max-memory 12X --out ${OUT}/never.qerr)
 run_qerr(0 "float.*rtn:bits=8" compare --model ${tiny} --plan "rtn:bits=8" --max-windows 2
          --nsamples 2 --ctx 32 --quiet)
+# --format gptq adds scale_dtype=f16 to the plans that do not set it (the
+# checkpoint then holds exactly the results: no warning); float32 scales,
+# asked for, export with a warning
+set(ck ${OUT}/cli_test_gptq)
+file(REMOVE_RECURSE ${ck})
+run_qerr(0 "plan +rtn:bits=4,group_size=128,symmetric=1,scale_dtype=f16; overrides model\\.layers\\.0\\.\\*=rtn:bits=4,symmetric=1,group_size=128,scale_dtype=f16\n.*wrote .*cli_test_gptq"
+         quantize --model ${tiny} --plan rtn:bits=4,group_size=128,symmetric=1 --format gptq
+         --override "model.layers.0.*=rtn:bits=4,symmetric=1,group_size=128" --nsamples 1
+         --ctx 32 --quiet --out ${ck})
+if("${last_output}" MATCHES "warning")
+  message(FATAL_ERROR "quantize --format gptq warned:\n${last_output}")
+endif()
+file(REMOVE_RECURSE ${ck})
+run_qerr(0 "wrote .*cli_test_gptq.*warning: .*scales are not float16 values.*scale_dtype=f16"
+         quantize --model ${tiny} --plan rtn:bits=4,group_size=128,symmetric=1,scale_dtype=f32
+         --format gptq --nsamples 1 --ctx 32 --quiet --out ${ck})
+file(REMOVE_RECURSE ${ck})
 # a model given as one GGUF file ships no token files: they are asked for
 set(g ${OUT}/cli_test_f16.gguf)
 run_qerr(0 "wrote .*cli_test_f16.gguf" quantize --model ${tiny} --format gguf --type F16
