@@ -71,6 +71,7 @@ static int quantize_gptq(qerr_ctx *ctx, cli_progress *prog, qerr_model *m, const
         cli_fail("cannot set metadata", rc);
         goto done;
     }
+    fflush(stdout); /* the table before any warning of the export */
     if ((rc = qerr_export_gptq_ctx(ctx, m, q, out_path, format)) != QERR_OK) {
         cli_fail("cannot write the GPTQ checkpoint", rc);
         goto done;
